@@ -1,0 +1,206 @@
+//! PyTorch `torch.save` files (`.pt`, `.pth.tar`) read and written without executing pickle code
+//! (formats.md §1). This file owns the public API: the [`Value`] tree a file decodes to, the
+//! entry points [`read`], [`read_tensor`] and [`read_checkpoint`] (ClinicaDL's `model.pth.tar`),
+//! and the re-exported writer. The zip container lives in `archive.rs`, the legacy format in
+//! `legacy.rs`, the pickle subset in `pickle.rs`, tensors and their conversions in `tensor.rs`,
+//! the writer in `writer.rs`; turning tensors into `tch` tensors is left to the callers.
+
+mod archive;
+mod error;
+mod legacy;
+mod pickle;
+mod tensor;
+mod writer;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
+use std::path::Path;
+
+pub use error::TorchFileError;
+pub use tensor::{DType, StoredTensor};
+pub use writer::{write_tensor, write_tensor_to};
+
+/// The first bytes of a zip archive (a local file header).
+const ZIP_MAGIC: [u8; 4] = *b"PK\x03\x04";
+
+/// A decoded pickle object: the plain data a torch file may hold.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Python `None`.
+    None,
+    /// Python `bool`.
+    Bool(bool),
+    /// Python `int` that fits in 64 bits.
+    Int(i64),
+    /// Python `float`.
+    Float(f64),
+    /// Python `str`.
+    Str(String),
+    /// Python `bytes`.
+    Bytes(Vec<u8>),
+    /// Python `tuple`.
+    Tuple(Vec<Value>),
+    /// Python `list`.
+    List(Vec<Value>),
+    /// Python `dict` or `collections.OrderedDict`, in insertion order.
+    Dict(Vec<(Value, Value)>),
+    /// A tensor rebuilt by `torch._utils._rebuild_tensor_v2` (or `_rebuild_parameter`).
+    Tensor(StoredTensor),
+}
+
+impl Value {
+    /// The Python type name of the value (`dict`, `tensor`, …), for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::None => "None",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "str",
+            Value::Bytes(_) => "bytes",
+            Value::Tuple(_) => "tuple",
+            Value::List(_) => "list",
+            Value::Dict(_) => "dict",
+            Value::Tensor(_) => "tensor",
+        }
+    }
+
+    /// The value stored under the string key `key`, if this is a dict that has it.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Dict(entries) => entries
+                .iter()
+                .find(|(k, _)| matches!(k, Value::Str(text) if text == key))
+                .map(|(_, value)| value),
+            _ => None,
+        }
+    }
+}
+
+/// A ClinicaDL checkpoint (`model.pth.tar`): the network's state_dict and its metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Parameter and buffer tensors keyed by their PyTorch names, in file order.
+    pub state_dict: Vec<(String, StoredTensor)>,
+    /// The `epoch` entry, when present.
+    pub epoch: Option<i64>,
+    /// The `name` entry (the architecture name), when present.
+    pub name: Option<String>,
+}
+
+/// Reads the object saved in a torch file (zip or legacy format, detected by content).
+pub fn read(path: &Path) -> Result<Value, TorchFileError> {
+    let bytes = std::fs::read(path).map_err(|source| TorchFileError::Io {
+        path: path.to_path_buf(),
+        action: "read the file",
+        source,
+    })?;
+    read_from_bytes(&bytes, path)
+}
+
+/// Reads the object saved in a torch file already in memory; `origin` only names it in messages.
+pub fn read_from_bytes(bytes: &[u8], origin: &Path) -> Result<Value, TorchFileError> {
+    if bytes.is_empty() {
+        return Err(TorchFileError::malformed(
+            origin,
+            "file is empty, not a torch file",
+        ));
+    }
+    if bytes.starts_with(&ZIP_MAGIC) {
+        archive::read_zip(bytes, origin)
+    } else if bytes.starts_with(&legacy::LEGACY_START) {
+        legacy::read_legacy(bytes, origin)
+    } else {
+        Err(TorchFileError::malformed(
+            origin,
+            "not a torch file: neither a zip archive nor the legacy pickle format",
+        ))
+    }
+}
+
+/// Reads a file whose top-level object is a single tensor (a CAPS `.pt` or a saved tensor).
+pub fn read_tensor(path: &Path) -> Result<StoredTensor, TorchFileError> {
+    match read(path)? {
+        Value::Tensor(tensor) => Ok(tensor),
+        other => Err(TorchFileError::UnexpectedContent {
+            path: path.to_path_buf(),
+            detail: format!("holds a {}, not a tensor", other.type_name()),
+        }),
+    }
+}
+
+/// Reads a ClinicaDL checkpoint (`{model: state_dict, epoch, name}`) or a bare state_dict.
+pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, TorchFileError> {
+    let value = read(path)?;
+    checkpoint_from_value(value, path)
+}
+
+fn checkpoint_from_value(value: Value, path: &Path) -> Result<Checkpoint, TorchFileError> {
+    let unexpected = |detail: String| TorchFileError::UnexpectedContent {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let Value::Dict(entries) = value else {
+        return Err(unexpected(format!(
+            "holds a {}, not a checkpoint dict",
+            value.type_name()
+        )));
+    };
+    let is_checkpoint = entries
+        .iter()
+        .any(|(key, _)| matches!(key, Value::Str(text) if text == "model"));
+    let (state_entries, epoch, name) = if is_checkpoint {
+        let mut model = None;
+        let mut epoch = None;
+        let mut name = None;
+        for (key, value) in entries {
+            match (key, value) {
+                (Value::Str(key), Value::Dict(state)) if key == "model" => model = Some(state),
+                (Value::Str(key), other) if key == "model" => {
+                    return Err(unexpected(format!(
+                        "checkpoint entry `model` is a {}, not a state_dict",
+                        other.type_name()
+                    )));
+                }
+                (Value::Str(key), Value::Int(value)) if key == "epoch" => epoch = Some(value),
+                (Value::Str(key), Value::Str(value)) if key == "name" => name = Some(value),
+                _ => {}
+            }
+        }
+        (model.unwrap_or_default(), epoch, name)
+    } else {
+        (entries, None, None)
+    };
+
+    let mut state_dict = Vec::with_capacity(state_entries.len());
+    for (key, value) in state_entries {
+        let Value::Str(key) = key else {
+            return Err(unexpected(format!(
+                "state_dict has a {} key, not a parameter name",
+                key.type_name()
+            )));
+        };
+        let Value::Tensor(tensor) = value else {
+            return Err(unexpected(format!(
+                "state_dict entry `{key}` is a {}, not a tensor{}",
+                value.type_name(),
+                if is_checkpoint {
+                    ""
+                } else {
+                    " (and there is no `model` entry, so this is no ClinicaDL checkpoint)"
+                }
+            )));
+        };
+        state_dict.push((key, tensor));
+    }
+    if state_dict.is_empty() {
+        return Err(unexpected("checkpoint holds no tensors".to_string()));
+    }
+    Ok(Checkpoint {
+        state_dict,
+        epoch,
+        name,
+    })
+}
