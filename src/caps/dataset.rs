@@ -1,0 +1,254 @@
+//! The dataset of one prediction (predict.md §6): the sessions of a data group, each with its
+//! label and image tensor path, checked all at once before any inference; and the loading of a
+//! session's elements (read once, transformed) in the order ClinicaDL numbers them.
+//!
+//! ClinicaDL: `clinicadl.utils.caps_dataset.data.CapsDataset` (`CapsDatasetImage`,
+//! `__getitem__`, `_get_image_path`, `label_fn`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::paths::{FilePattern, file_pattern, image_tensor_path};
+use super::transforms::{Element, Transforms};
+use crate::maps::json::{MapsJson, Mode, Task};
+use crate::tsv::{Cell, Table};
+
+/// The target of one session, as the loss and the prediction TSV see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Label {
+    /// A class code of `label_code`.
+    Class(i64),
+    /// A regression target (float32 as in ClinicaDL).
+    Value(f32),
+    /// No label (`--no_labels`, reconstruction): written as -1.
+    Absent,
+}
+
+/// One session of the data group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSample {
+    /// `participant_id`.
+    pub participant_id: String,
+    /// `session_id`.
+    pub session_id: String,
+    /// `cohort`.
+    pub cohort: String,
+    /// The label.
+    pub label: Label,
+    /// The image tensor (`deeplearning_prepare_data/image_based/...pt`).
+    pub image_path: PathBuf,
+}
+
+/// What the dataset needs to know besides the group.
+#[derive(Debug, Clone)]
+pub struct DatasetOptions<'a> {
+    /// Use labels (not `--no_labels`).
+    pub use_labels: bool,
+    /// The label column (`--label`, else `maps.json` `label`).
+    pub label: Option<&'a str>,
+}
+
+/// The sessions of one prediction and how to turn them into network inputs.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Sessions in `data.tsv` order.
+    pub sessions: Vec<SessionSample>,
+    /// The element mode.
+    pub mode: Mode,
+    /// Elements per session.
+    pub elements_per_session: usize,
+    /// Shape of one element after the transforms (`input_size`).
+    pub element_shape: Vec<usize>,
+    /// The evaluation transforms.
+    pub transforms: Transforms,
+}
+
+/// Checks that a CAPS root looks like a CAPS (predict.md §6.1).
+pub fn check_caps_directory(caps: &Path) -> Result<()> {
+    if !caps.is_dir() {
+        bail!("the CAPS directory `{}` is not a folder", caps.display());
+    }
+    let bids_like = std::fs::read_dir(caps)
+        .with_context(|| format!("cannot read the CAPS directory `{}`", caps.display()))?
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("sub-"));
+    if bids_like {
+        bail!(
+            "the CAPS directory `{}` contains at least one folder whose name starts with 'sub-': check that you did not swap BIDS and CAPS folders",
+            caps.display()
+        );
+    }
+    Ok(())
+}
+
+/// The label of one row (ClinicaDL: `CapsDataset.label_fn`).
+fn row_label(cell: &Cell, maps: &MapsJson, column: &str) -> Result<Label, String> {
+    match maps.task {
+        Task::Classification => {
+            let key = cell.py_str();
+            maps.label_code
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, code)| Label::Class(*code))
+                .ok_or_else(|| {
+                    let known: Vec<&str> =
+                        maps.label_code.iter().map(|(k, _)| k.as_str()).collect();
+                    format!(
+                        "value `{key}` of column `{column}` is not a label the model knows ({})",
+                        known.join(", ")
+                    )
+                })
+        }
+        Task::Regression => match cell.as_f64() {
+            Some(v) => Ok(Label::Value(v as f32)),
+            None => Err(format!(
+                "value `{}` of column `{column}` is not a number",
+                cell.py_str()
+            )),
+        },
+        Task::Reconstruction => Ok(Label::Absent),
+    }
+}
+
+impl Dataset {
+    /// Builds the dataset of a group for image mode, checking every session: labels known, image
+    /// tensor found. Every problem is reported at once.
+    pub fn build(
+        data: &Table,
+        data_path: &Path,
+        caps: &Path,
+        maps: &MapsJson,
+        options: &DatasetOptions,
+    ) -> Result<Dataset> {
+        if maps.mode != Mode::Image {
+            bail!(
+                "{} mode is not supported yet by clinicadl-rs (only image mode); this MAPS was trained in {} mode",
+                maps.mode.name(),
+                maps.mode.name()
+            );
+        }
+        check_caps_directory(caps)?;
+        let pattern: FilePattern = file_pattern(&maps.preprocessing)?;
+        let p = data.require_column("participant_id", data_path)?;
+        let s = data.require_column("session_id", data_path)?;
+        let cohort = data.column_index("cohort");
+        let label_column = match (options.use_labels, maps.task, options.label) {
+            (true, Task::Classification | Task::Regression, Some(label)) => Some((
+                label,
+                data.column_index(label).with_context(|| {
+                    format!(
+                        "the data file `{}` has no label column `{label}` (columns: {}); give --label or --no_labels",
+                        data_path.display(),
+                        data.columns.join(", ")
+                    )
+                })?,
+            )),
+            _ => None,
+        };
+        let mut problems = Vec::new();
+        let mut sessions = Vec::with_capacity(data.rows.len());
+        for row in &data.rows {
+            let participant_id = row[p].py_str();
+            let session_id = row[s].py_str();
+            let label = match label_column {
+                Some((name, i)) => match row_label(&row[i], maps, name) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        problems.push(format!("({participant_id} | {session_id}): {e}"));
+                        Label::Absent
+                    }
+                },
+                None => Label::Absent,
+            };
+            let image_path = match image_tensor_path(caps, &participant_id, &session_id, &pattern) {
+                Ok(path) if path.is_file() => path,
+                Ok(path) => {
+                    problems.push(format!(
+                        "({participant_id} | {session_id}): image tensor `{}` does not exist (run `clinicadl prepare-data image` on this CAPS)",
+                        path.display()
+                    ));
+                    path
+                }
+                Err(e) => {
+                    problems.push(format!("({participant_id} | {session_id}): {e}"));
+                    PathBuf::new()
+                }
+            };
+            sessions.push(SessionSample {
+                participant_id,
+                session_id,
+                cohort: cohort
+                    .map(|c| row[c].py_str())
+                    .unwrap_or_else(|| "single".into()),
+                label,
+                image_path,
+            });
+        }
+        if !problems.is_empty() {
+            let n = problems.len();
+            bail!(
+                "{n} problem(s) with the sessions of `{}` (CAPS `{}`):\n  * {}",
+                data_path.display(),
+                caps.display(),
+                problems.join("\n  * ")
+            );
+        }
+        if sessions.is_empty() {
+            bail!("the data group `{}` has no session", data_path.display());
+        }
+        let transforms = Transforms::new(
+            maps.normalize,
+            maps.size_reduction,
+            maps.size_reduction_factor,
+        )?;
+        Ok(Dataset {
+            sessions,
+            mode: maps.mode,
+            elements_per_session: 1,
+            element_shape: maps.input_size.clone(),
+            transforms,
+        })
+    }
+
+    /// Number of elements of the whole dataset.
+    pub fn len(&self) -> usize {
+        self.sessions.len() * self.elements_per_session
+    }
+
+    /// Whether the dataset has no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads a session's image once and returns its transformed elements, in element order, and
+    /// whether NaN values were removed.
+    pub fn load_session(&self, index: usize) -> Result<(Vec<Element>, bool)> {
+        let session = &self.sessions[index];
+        let tensor = crate::torchfile::read_tensor(&session.image_path)?;
+        let data = tensor.to_f32_vec().with_context(|| {
+            format!(
+                "cannot decode the image tensor `{}`",
+                session.image_path.display()
+            )
+        })?;
+        let mut element = Element {
+            data,
+            shape: tensor.shape.clone(),
+        };
+        let expected_raw_len: usize = self.element_shape.iter().product();
+        let had_nan = self.transforms.apply(&mut element);
+        if element.shape != self.element_shape || element.data.len() != expected_raw_len {
+            bail!(
+                "({} | {}): the image tensor `{}` has shape {:?} ({:?} after the transforms) but the model expects {:?} (maps.json `input_size`)",
+                session.participant_id,
+                session.session_id,
+                session.image_path.display(),
+                tensor.shape,
+                element.shape,
+                self.element_shape
+            );
+        }
+        Ok((vec![element], had_nan))
+    }
+}

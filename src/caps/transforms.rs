@@ -1,0 +1,211 @@
+//! Evaluation transforms applied to every element before the network (predict.md §6.6):
+//! NaN removal, MinMax normalisation, size reduction. Pure functions on C-order float32 data.
+//!
+//! ClinicaDL: `clinicadl.utils.transforms` (`NanRemoval`, `MinMaxNormalization`,
+//! `SizeReduction`) and `get_transforms`.
+
+use anyhow::{Result, bail};
+
+/// A C-order float32 array with its shape (channels first, no batch dimension).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Element {
+    /// Values in C order.
+    pub data: Vec<f32>,
+    /// Shape, e.g. `[1, X, Y, Z]`.
+    pub shape: Vec<usize>,
+}
+
+/// The transforms configured in `maps.json`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transforms {
+    /// `normalize`: MinMax.
+    pub normalize: bool,
+    /// `size_reduction` with its factor.
+    pub size_reduction: Option<usize>,
+}
+
+impl Transforms {
+    /// Checks the size reduction factor (2, 3, 4 or 5).
+    pub fn new(normalize: bool, size_reduction: bool, factor: i64) -> Result<Self> {
+        let size_reduction = if size_reduction {
+            match factor {
+                2..=5 => Some(factor as usize),
+                _ => bail!("size_reduction_factor must be 2, 3, 4 or 5 (maps.json has {factor})"),
+            }
+        } else {
+            None
+        };
+        Ok(Transforms {
+            normalize,
+            size_reduction,
+        })
+    }
+
+    /// Applies NaN removal, MinMax and size reduction in ClinicaDL's order. Returns whether
+    /// NaN values were found (ClinicaDL warns once per dataset).
+    pub fn apply(&self, element: &mut Element) -> bool {
+        let had_nan = remove_nan(&mut element.data);
+        if self.normalize {
+            min_max(&mut element.data);
+        }
+        if let Some(factor) = self.size_reduction {
+            *element = reduce_size(element, factor);
+        }
+        had_nan
+    }
+
+    /// The shape an element of `shape` has after the transforms.
+    pub fn output_shape(&self, shape: &[usize]) -> Vec<usize> {
+        match self.size_reduction {
+            None => shape.to_vec(),
+            Some(factor) => {
+                let mut out = shape.to_vec();
+                for (axis, (start, stop, step)) in reduction_slices(factor).iter().enumerate() {
+                    if let Some(n) = out.get_mut(axis + 1) {
+                        *n = slice_len(*n, *start, *stop, *step);
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// NaN → 0, +inf → f32::MAX, −inf → f32::MIN, only when the element holds a NaN
+/// (ClinicaDL: `NanRemoval`, i.e. `torch.nan_to_num` guarded by `isnan().any()`).
+pub fn remove_nan(data: &mut [f32]) -> bool {
+    if !data.iter().any(|v| v.is_nan()) {
+        return false;
+    }
+    for v in data.iter_mut() {
+        if v.is_nan() {
+            *v = 0.0;
+        } else if *v == f32::INFINITY {
+            *v = f32::MAX;
+        } else if *v == f32::NEG_INFINITY {
+            *v = f32::MIN;
+        }
+    }
+    true
+}
+
+/// `(x − min) / (max − min)` in float32, subtraction then division (ClinicaDL:
+/// `MinMaxNormalization`). A constant element becomes NaN as in 1.6.1 (0/0).
+pub fn min_max(data: &mut [f32]) {
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &v in data.iter() {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    let range = hi - lo;
+    for v in data.iter_mut() {
+        *v = (*v - lo) / range;
+    }
+}
+
+/// Python slices `start:stop:step` of the three spatial axes per factor (predict.md §6.6).
+fn reduction_slices(factor: usize) -> [(usize, usize, usize); 3] {
+    match factor {
+        2 => [(4, 164, 2), (8, 200, 2), (8, 168, 2)],
+        3 => [(0, 168, 3), (8, 200, 3), (4, 172, 3)],
+        4 => [(4, 164, 4), (8, 200, 4), (8, 168, 4)],
+        _ => [(4, 164, 5), (0, 200, 5), (8, 168, 5)],
+    }
+}
+
+fn slice_len(n: usize, start: usize, stop: usize, step: usize) -> usize {
+    let (start, stop) = (start.min(n), stop.min(n));
+    if stop <= start {
+        0
+    } else {
+        (stop - start).div_ceil(step)
+    }
+}
+
+/// Crops and subsamples the spatial axes (ClinicaDL: `SizeReduction`).
+pub fn reduce_size(element: &Element, factor: usize) -> Element {
+    let slices = reduction_slices(factor);
+    let shape = &element.shape;
+    if shape.len() != 4 {
+        return element.clone(); // 2D elements: 1.6.1 would fail; leave them as they are
+    }
+    let (c, x, y, z) = (shape[0], shape[1], shape[2], shape[3]);
+    let (sx, sy, sz) = (slices[0], slices[1], slices[2]);
+    let (nx, ny, nz) = (
+        slice_len(x, sx.0, sx.1, sx.2),
+        slice_len(y, sy.0, sy.1, sy.2),
+        slice_len(z, sz.0, sz.1, sz.2),
+    );
+    let mut data = Vec::with_capacity(c * nx * ny * nz);
+    for ch in 0..c {
+        for i in 0..nx {
+            for j in 0..ny {
+                let base = ((ch * x + sx.0 + i * sx.2) * y + sy.0 + j * sy.2) * z + sz.0;
+                data.extend((0..nz).map(|k| element.data[base + k * sz.2]));
+            }
+        }
+    }
+    Element {
+        data,
+        shape: vec![c, nx, ny, nz],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_removal_only_with_nan() {
+        let mut a = vec![1.0, f32::INFINITY];
+        assert!(!remove_nan(&mut a));
+        assert_eq!(a[1], f32::INFINITY);
+        let mut b = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        assert!(remove_nan(&mut b));
+        assert_eq!(b, vec![0.0, f32::MAX, f32::MIN]);
+    }
+
+    #[test]
+    fn min_max_subtract_then_divide() {
+        let mut a = vec![2.0f32, 4.0, 3.0];
+        min_max(&mut a);
+        assert_eq!(a, vec![0.0, 1.0, 0.5]);
+        let mut c = vec![1.0f32, 1.0];
+        min_max(&mut c);
+        assert!(c.iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn size_reduction_shapes_match_spec() {
+        for (factor, expected) in [
+            (2, [80, 96, 80]),
+            (3, [56, 64, 56]),
+            (4, [40, 48, 40]),
+            (5, [32, 40, 32]),
+        ] {
+            let t = Transforms::new(false, true, factor).unwrap();
+            assert_eq!(
+                t.output_shape(&[1, 169, 208, 179]),
+                [1, expected[0], expected[1], expected[2]]
+            );
+        }
+        assert!(Transforms::new(true, true, 7).is_err());
+    }
+
+    #[test]
+    fn size_reduction_picks_the_right_voxels() {
+        let (x, y, z) = (169usize, 208usize, 179usize);
+        let data: Vec<f32> = (0..x * y * z).map(|i| i as f32).collect();
+        let e = reduce_size(
+            &Element {
+                data,
+                shape: vec![1, x, y, z],
+            },
+            5,
+        );
+        assert_eq!(e.shape, [1, 32, 40, 32]);
+        // element [0, 1, 2, 3] = voxel (4 + 5, 0 + 10, 8 + 15)
+        let idx = (40 + 2) * 32 + 3;
+        assert_eq!(e.data[idx], ((9 * y + 10) * z + 23) as f32);
+    }
+}

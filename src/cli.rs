@@ -1,0 +1,284 @@
+//! Command-line types, mirroring `clinicadl [-v] predict [OPTIONS] INPUT_MAPS_DIRECTORY DATA_GROUP`
+//! of ClinicaDL 1.6.1 (names, short forms, defaults and help texts). Only clap types live here:
+//! no file is read, nothing is resolved (that is `config`'s job).
+//!
+//! ClinicaDL has two multi-letter short options, `-np` and `-sm`, which clap cannot declare;
+//! [`normalize_args`] rewrites them to their long forms before parsing.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// Top-level command: `clinicadl-rs [-v] <command>`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "clinicadl-rs",
+    version,
+    about = "Run ClinicaDL models: a faster and safer drop-in for `clinicadl predict` (ClinicaDL 1.x).",
+    after_help = "Exit codes: 0 success, 1 runtime error, 2 usage error.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Verbose mode: also print debug messages.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Infer the outputs of a trained model on a test set.
+    ///
+    /// INPUT_MAPS_DIRECTORY is the MAPS folder from where the model used for prediction will be
+    /// loaded. DATA_GROUP is the name of the data group used for the prediction.
+    #[command(arg_required_else_help = true)]
+    Predict(PredictArgs),
+}
+
+/// Options of `predict`, as ClinicaDL 1.6.1 names them.
+#[derive(Debug, Args, Clone)]
+pub struct PredictArgs {
+    /// Path to the MAPS folder.
+    #[arg(value_name = "INPUT_MAPS_DIRECTORY")]
+    pub input_maps_directory: PathBuf,
+
+    /// Name of the data group (sub-folder of `groups/` and of every `split-*/best-*/`).
+    #[arg(value_name = "DATA_GROUP")]
+    pub data_group: String,
+
+    /// Data using CAPS structure, if different from the one used during network training.
+    #[arg(long = "caps_directory", value_name = "PATH", help_heading = "Data")]
+    pub caps_directory: Option<PathBuf>,
+
+    /// Path to the file with subjects/sessions to process, if different from the one used
+    /// during network training.
+    #[arg(long = "participants_tsv", value_name = "PATH", help_heading = "Data")]
+    pub participants_tsv: Option<PathBuf>,
+
+    /// Performs multi-cohort interpretation. In this case, caps_directory and participants_tsv
+    /// must be paths to TSV files.
+    #[arg(long = "multi_cohort", help_heading = "Data")]
+    pub multi_cohort: bool,
+
+    /// List of diagnoses used for inference (default: the training diagnoses of the MAPS).
+    #[arg(short = 'd', long = "diagnoses", value_name = "TEXT", action = ArgAction::Append, help_heading = "Data")]
+    pub diagnoses: Vec<String>,
+
+    /// Set this option to use labels and compute metrics [default].
+    #[arg(
+        long = "use_labels",
+        overrides_with = "no_labels",
+        help_heading = "Data"
+    )]
+    pub use_labels: bool,
+
+    /// Predict without labels: `true_label` is -1 and no metrics are written.
+    #[arg(
+        long = "no_labels",
+        overrides_with = "use_labels",
+        help_heading = "Data"
+    )]
+    pub no_labels: bool,
+
+    /// Target label used for training (if NETWORK_TASK in [`regression`, `classification`]).
+    #[arg(long = "label", value_name = "TEXT", help_heading = "Data")]
+    pub label: Option<String>,
+
+    /// Skip the data leakage check.
+    #[arg(long = "skip_leak_check", help_heading = "Data")]
+    pub skip_leak_check: bool,
+
+    /// Save the reconstruction output in the MAPS in Pytorch tensor format.
+    #[arg(long = "save_tensor", help_heading = "Outputs")]
+    pub save_tensor: bool,
+
+    /// Save the output map(s) in the MAPS in NIfTI format.
+    #[arg(long = "save_nifti", help_heading = "Outputs")]
+    pub save_nifti: bool,
+
+    /// Save the latent representation of the image.
+    #[arg(long = "save_latent_tensor", help_heading = "Outputs")]
+    pub save_latent_tensor: bool,
+
+    /// Load the model selected on the metrics given (also `-sm`; repeatable) [default: loss].
+    #[arg(long = "selection_metrics", value_name = "TEXT", action = ArgAction::Append, help_heading = "Model selection")]
+    pub selection_metrics: Vec<String>,
+
+    /// Make inference on the list of given splits (repeatable; default: every trained split).
+    #[arg(short = 's', long = "split", value_name = "INTEGER", action = ArgAction::Append, help_heading = "Model selection")]
+    pub split: Vec<u32>,
+
+    /// Use GPU acceleration [default].
+    #[arg(
+        long = "gpu",
+        overrides_with = "no_gpu",
+        help_heading = "Computational resources"
+    )]
+    pub gpu: bool,
+
+    /// Run on the CPU.
+    #[arg(
+        long = "no-gpu",
+        overrides_with = "gpu",
+        help_heading = "Computational resources"
+    )]
+    pub no_gpu: bool,
+
+    /// Enables automatic mixed precision (float16 autocast) during inference; needs --gpu.
+    #[arg(
+        long = "amp",
+        overrides_with = "no_amp",
+        help_heading = "Computational resources"
+    )]
+    pub amp: bool,
+
+    /// Disables automatic mixed precision [default].
+    #[arg(
+        long = "no-amp",
+        overrides_with = "amp",
+        help_heading = "Computational resources"
+    )]
+    pub no_amp: bool,
+
+    /// Number of reader threads that prepare the next batches (also `-np`).
+    #[arg(long = "n_proc", value_name = "INTEGER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=256), help_heading = "Computational resources")]
+    pub n_proc: u32,
+
+    /// Batch size for data loading.
+    #[arg(long = "batch_size", value_name = "INTEGER", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Computational resources")]
+    pub batch_size: u32,
+
+    /// Overwrite the results of DATA_GROUP (and redefine it when --caps_directory or
+    /// --participants_tsv is given).
+    #[arg(short = 'o', long = "overwrite")]
+    pub overwrite: bool,
+}
+
+impl PredictArgs {
+    /// Whether labels are used (`--use_labels`, the default, unless `--no_labels`).
+    pub fn use_labels(&self) -> bool {
+        !self.no_labels
+    }
+
+    /// Whether the GPU is requested (`--gpu`, the default, unless `--no-gpu`).
+    pub fn gpu(&self) -> bool {
+        !self.no_gpu
+    }
+}
+
+/// Rewrites ClinicaDL's two-letter short options (`-np`, `-sm`) to their long forms, so that
+/// `clinicadl-rs predict ... -np 4 -sm BA` parses exactly as `clinicadl predict` does.
+pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut after_double_dash = false;
+    for arg in args {
+        if after_double_dash {
+            out.push(arg);
+            continue;
+        }
+        let rewritten = match arg.to_str() {
+            Some("--") => {
+                after_double_dash = true;
+                None
+            }
+            Some("-np") => Some("--n_proc".to_owned()),
+            Some("-sm") => Some("--selection_metrics".to_owned()),
+            Some(s) if s.starts_with("-np=") => Some(format!("--n_proc={}", &s[4..])),
+            Some(s) if s.starts_with("-sm=") => Some(format!("--selection_metrics={}", &s[4..])),
+            _ => None,
+        };
+        out.push(rewritten.map(OsString::from).unwrap_or(arg));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> PredictArgs {
+        let argv = normalize_args(args.iter().map(OsString::from));
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Predict(p) => p,
+        }
+    }
+
+    #[test]
+    fn defaults_match_clinicadl() {
+        let p = parse(&["clinicadl-rs", "predict", "maps", "test"]);
+        assert_eq!(p.batch_size, 8);
+        assert_eq!(p.n_proc, 2);
+        assert!(p.gpu());
+        assert!(!p.amp);
+        assert!(p.use_labels());
+        assert!(p.selection_metrics.is_empty());
+        assert!(p.split.is_empty());
+    }
+
+    #[test]
+    fn short_forms_and_repeats() {
+        let p = parse(&[
+            "clinicadl-rs",
+            "predict",
+            "maps",
+            "test",
+            "-sm",
+            "loss",
+            "-sm",
+            "BA",
+            "-np",
+            "4",
+            "-s",
+            "1",
+            "-s",
+            "0",
+            "--no-gpu",
+            "-d",
+            "AD",
+            "--no_labels",
+            "-o",
+        ]);
+        assert_eq!(p.selection_metrics, ["loss", "BA"]);
+        assert_eq!(p.n_proc, 4);
+        assert_eq!(p.split, [1, 0]);
+        assert!(!p.gpu());
+        assert_eq!(p.diagnoses, ["AD"]);
+        assert!(!p.use_labels());
+        assert!(p.overwrite);
+    }
+
+    #[test]
+    fn last_flag_of_a_pair_wins() {
+        let p = parse(&[
+            "clinicadl-rs",
+            "predict",
+            "m",
+            "g",
+            "--no-gpu",
+            "--gpu",
+            "--amp",
+            "--no-amp",
+        ]);
+        assert!(p.gpu());
+        assert!(!p.amp);
+    }
+
+    #[test]
+    fn bad_integer_is_a_usage_error() {
+        let argv =
+            normalize_args(["clinicadl-rs", "predict", "m", "g", "-s", "x"].map(OsString::from));
+        let err = Cli::try_parse_from(argv).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn double_dash_stops_rewriting() {
+        let argv = normalize_args(["a", "--", "-np"].map(OsString::from));
+        assert_eq!(argv[2], OsString::from("-np"));
+    }
+}

@@ -1,0 +1,363 @@
+//! The one resolve step: command-line options meet the MAPS (`maps.json`, its splits, selection
+//! metrics and checkpoints) and the data group, and become one [`PredictConfig`]. Everything is
+//! checked here, before any file is written: a config that resolves can run.
+//!
+//! ClinicaDL: the checks of `clinicadl.predict.predict_cli.cli`, `MapsManager.__init__`,
+//! `MapsManager.predict` (up to the loop over splits) and `_check_data_group`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use tch::Device;
+
+use crate::caps::dataset::{Dataset, DatasetOptions};
+use crate::caps::participants::load_participants;
+use crate::cli::PredictArgs;
+use crate::error::UsageError;
+use crate::maps::group::{
+    GroupDefinition, group_data_table, group_exists, leaking_participants, python_set_repr,
+    read_group, stored_caps_path,
+};
+use crate::maps::json::{MapsJson, Task, read_maps_json};
+use crate::maps::layout::{MapsLayout, is_training_group};
+use crate::predict::engine::EngineOptions;
+use crate::predict::loss::Loss;
+
+/// What happens to the data group definition.
+#[derive(Debug, Clone)]
+pub enum GroupAction {
+    /// Use `groups/<group>/` as it is.
+    Reuse,
+    /// Write a new definition (new group, or `--overwrite` with new data).
+    Write {
+        /// The definition to write.
+        definition: GroupDefinition,
+        /// Whether an existing definition is replaced.
+        replace: bool,
+    },
+}
+
+/// The work of one split: its selection metrics and its dataset.
+#[derive(Debug)]
+pub struct SplitRun {
+    /// The split number.
+    pub split: u32,
+    /// Selection metrics to predict with (each has a checkpoint).
+    pub selection_metrics: Vec<String>,
+    /// The group definition of this split.
+    pub group: GroupDefinition,
+    /// The checked dataset.
+    pub dataset: Dataset,
+    /// CAPS root of the group, resolved.
+    pub caps_directory: PathBuf,
+}
+
+/// Everything a prediction run needs, checked.
+#[derive(Debug)]
+pub struct PredictConfig {
+    /// The MAPS.
+    pub layout: MapsLayout,
+    /// Its completed `maps.json`.
+    pub maps: MapsJson,
+    /// The data group name.
+    pub group: String,
+    /// What to do with the group definition.
+    pub group_action: GroupAction,
+    /// The splits, in order.
+    pub runs: Vec<SplitRun>,
+    /// Engine settings.
+    pub engine: EngineOptions,
+    /// `--overwrite`.
+    pub overwrite: bool,
+}
+
+/// The device of `--gpu/--no-gpu` (ClinicaDL's checks 1 and 2 of predict.md §1.2).
+pub fn resolve_device(args: &PredictArgs) -> Result<Device> {
+    if args.gpu() {
+        if !tch::Cuda::is_available() {
+            return Err(UsageError::new(
+                "No GPU is available. Please add the --no-gpu flag to run on CPU.",
+            )
+            .into());
+        }
+        Ok(Device::Cuda(0))
+    } else if args.amp {
+        Err(
+            UsageError::new("AMP is designed to work with modern GPUs. Please add the --gpu flag.")
+                .into(),
+        )
+    } else {
+        Ok(Device::Cpu)
+    }
+}
+
+fn check_unsupported_options(args: &PredictArgs, maps: &MapsJson) -> Result<()> {
+    if maps.task != Task::Reconstruction {
+        if args.save_tensor {
+            return Err(UsageError::new(
+                "Cannot save tensors if the network task is not reconstruction. Please remove --save_tensor option.",
+            )
+            .into());
+        }
+        if args.save_nifti {
+            return Err(UsageError::new(
+                "Cannot save nifti if the network task is not reconstruction. Please remove --save_nifti option.",
+            )
+            .into());
+        }
+    }
+    for (given, option) in [
+        (args.save_tensor, "--save_tensor"),
+        (args.save_nifti, "--save_nifti"),
+        (args.save_latent_tensor, "--save_latent_tensor"),
+        (args.multi_cohort, "--multi_cohort"),
+    ] {
+        if given {
+            return Err(
+                UsageError::new(format!("{option} is not supported yet by clinicadl-rs")).into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Splits to run: `--split` values (each must be trained), else every trained split.
+fn resolve_splits(layout: &MapsLayout, requested: &[u32]) -> Result<Vec<u32>> {
+    let trained = layout
+        .discover_splits()
+        .with_context(|| format!("cannot list the MAPS `{}`", layout.root.display()))?;
+    if trained.is_empty() {
+        bail!(
+            "the MAPS `{}` has no trained split (no `{}-<k>` folder)",
+            layout.root.display(),
+            layout.split_prefix
+        );
+    }
+    if requested.is_empty() {
+        return Ok(trained);
+    }
+    let missing: Vec<String> = requested
+        .iter()
+        .filter(|s| !trained.contains(s))
+        .map(u32::to_string)
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "split {} of --split was not trained in this MAPS (trained splits: {})",
+            missing.join(", "),
+            trained
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut splits = Vec::new();
+    for s in requested {
+        if !splits.contains(s) {
+            splits.push(*s);
+        }
+    }
+    Ok(splits)
+}
+
+/// Selection metrics of a split: `-sm` values, else `loss` (ClinicaDL 1.6.1's default with
+/// click ≥ 8.3); each must have its `best-<metric>` folder and checkpoint(s).
+fn resolve_metrics(
+    layout: &MapsLayout,
+    maps: &MapsJson,
+    split: u32,
+    requested: &[String],
+) -> Result<Vec<String>> {
+    let default = ["loss".to_owned()];
+    let requested = if requested.is_empty() {
+        &default[..]
+    } else {
+        requested
+    };
+    let available = layout.discover_selection_metrics(split).unwrap_or_default();
+    let mut metrics: Vec<String> = Vec::new();
+    for metric in requested {
+        if metrics.contains(metric) {
+            continue;
+        }
+        if !available.contains(metric) {
+            bail!(
+                "the metric {metric} is not available for split {split}: `{}` does not exist (available metrics: {})",
+                layout.metric_dir(split, metric).display(),
+                if available.is_empty() {
+                    "none".to_owned()
+                } else {
+                    available.join(", ")
+                }
+            );
+        }
+        let networks: Vec<Option<usize>> = if maps.multi_network {
+            (0..maps.num_networks).map(Some).collect()
+        } else {
+            vec![None]
+        };
+        for network in networks {
+            let checkpoint = layout.checkpoint(split, metric, network);
+            if !checkpoint.is_file() {
+                bail!("the checkpoint `{}` does not exist", checkpoint.display());
+            }
+            crate::networks::check_checkpoint(maps, &checkpoint)?;
+        }
+        metrics.push(metric.clone());
+    }
+    Ok(metrics)
+}
+
+/// The group definition to use, and what to do with it (predict.md §4.1, with 1.6.1's
+/// `--overwrite` defect fixed: new data given with `--overwrite` redefines the group).
+fn resolve_group(
+    args: &PredictArgs,
+    layout: &MapsLayout,
+    maps: &MapsJson,
+    label: Option<&str>,
+) -> Result<GroupAction> {
+    let group = args.data_group.as_str();
+    let exists = group_exists(layout, group);
+    let given = args.caps_directory.is_some() || args.participants_tsv.is_some();
+    if exists && args.overwrite && is_training_group(group) {
+        return Err(UsageError::new("Cannot overwrite train or validation data group.").into());
+    }
+    if exists && !given {
+        return Ok(GroupAction::Reuse);
+    }
+    let (Some(caps), Some(tsv)) = (&args.caps_directory, &args.participants_tsv) else {
+        if exists {
+            return Err(UsageError::new(format!(
+                "to redefine the data group {group}, give both --caps_directory and --participants_tsv with --overwrite"
+            ))
+            .into());
+        }
+        return Err(UsageError::new(format!(
+            "The data group {group} does not already exist. Please specify a caps_directory and a tsv_path to create this data group."
+        ))
+        .into());
+    };
+    for (path, option) in [(caps, "--caps_directory"), (tsv, "--participants_tsv")] {
+        if !path.exists() {
+            return Err(UsageError::new(format!(
+                "invalid value for {option}: path `{}` does not exist",
+                path.display()
+            ))
+            .into());
+        }
+    }
+    let diagnoses = if args.diagnoses.is_empty() {
+        maps.diagnoses.clone()
+    } else {
+        args.diagnoses.clone()
+    };
+    let participants = load_participants(tsv, &diagnoses)?;
+    let data = group_data_table(&participants, maps.label.as_deref(), label);
+    let definition = GroupDefinition {
+        name: group.to_owned(),
+        data,
+        caps_directory: stored_caps_path(caps)?,
+        multi_cohort: false,
+    };
+    if exists && !args.overwrite {
+        // Identical data given again: reuse the group (1.6.1 refuses any data for an existing group).
+        let current = read_group(layout, group, 0).ok();
+        if current.is_some_and(|c| {
+            c.data == definition.data && c.caps_directory == definition.caps_directory
+        }) {
+            return Ok(GroupAction::Reuse);
+        }
+        return Err(UsageError::new(format!(
+            "Data group {group} is already defined. Please do not give any caps_directory, tsv_path or multi_cohort to use it. To erase {group} please set overwrite to True."
+        ))
+        .into());
+    }
+    if args.skip_leak_check {
+        crate::ui::info("Skipping data leakage check");
+    } else {
+        let leaking = leaking_participants(layout, group, &definition.data)?;
+        if !leaking.is_empty() {
+            bail!(
+                "Your evaluation set contains participants who were already seen during the training step. The list of common participants is the following: {}.",
+                python_set_repr(&leaking)
+            );
+        }
+    }
+    Ok(GroupAction::Write {
+        definition,
+        replace: exists,
+    })
+}
+
+/// Resolves a CAPS path stored in a group definition (relative paths: against the current
+/// directory, as 1.6.1 does).
+fn caps_root(stored: &Path) -> PathBuf {
+    stored.to_owned()
+}
+
+/// Turns the command line into a checked [`PredictConfig`]. Nothing is written.
+pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
+    let maps_dir = &args.input_maps_directory;
+    if !maps_dir.exists() {
+        return Err(UsageError::new(format!(
+            "invalid value for 'INPUT_MAPS_DIRECTORY': path `{}` does not exist",
+            maps_dir.display()
+        ))
+        .into());
+    }
+    let device = resolve_device(args)?;
+    let layout = MapsLayout::new(maps_dir);
+    let maps = read_maps_json(maps_dir)?;
+    check_unsupported_options(args, &maps)?;
+    crate::networks::check_architecture(&maps)?;
+    let loss = Loss::from_name(maps.task, maps.loss.as_deref())?;
+    let label = args.label.clone().or_else(|| maps.label.clone());
+    let splits = resolve_splits(&layout, &args.split)?;
+    let group_action = resolve_group(args, &layout, &maps, args.label.as_deref())?;
+    let use_labels = args.use_labels() && maps.task != Task::Reconstruction;
+    let mut runs = Vec::new();
+    for split in splits {
+        let selection_metrics = resolve_metrics(&layout, &maps, split, &args.selection_metrics)?;
+        let group = match &group_action {
+            GroupAction::Write { definition, .. } => definition.clone(),
+            GroupAction::Reuse => read_group(&layout, &args.data_group, split)?,
+        };
+        let caps_directory = caps_root(&group.caps_directory);
+        let data_path = layout
+            .group_definition_dir(&args.data_group, split)
+            .join("data.tsv");
+        let options = DatasetOptions {
+            use_labels,
+            label: label.as_deref(),
+        };
+        let dataset = Dataset::build(&group.data, &data_path, &caps_directory, &maps, &options)?;
+        // A systematic mismatch (wrong CAPS, wrong input_size) shows on the first session.
+        dataset.load_session(0)?;
+        runs.push(SplitRun {
+            split,
+            selection_metrics,
+            group,
+            dataset,
+            caps_directory,
+        });
+    }
+    let engine = EngineOptions {
+        device,
+        amp: args.amp,
+        batch_size: args.batch_size as usize,
+        n_proc: args.n_proc as usize,
+        use_labels,
+        task: maps.task,
+        loss,
+    };
+    Ok(PredictConfig {
+        layout,
+        maps,
+        group: args.data_group.clone(),
+        group_action,
+        runs,
+        engine,
+        overwrite: args.overwrite,
+    })
+}

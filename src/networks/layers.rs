@@ -1,0 +1,206 @@
+//! Building blocks shared by ClinicaDL's networks, as functional layers holding their tensors:
+//! convolution, batch normalisation (eval mode: running statistics), linear, and the custom
+//! `PadMaxPool` (networks.md §1.1). Every forward is fallible (`f_` ops): a shape or device
+//! error becomes an error, never a panic.
+
+use tch::{TchError, Tensor};
+
+use super::state_dict::StateDict;
+
+/// Spatial dimensionality of a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dim {
+    /// 2D: inputs `[B, C, H, W]`.
+    Two,
+    /// 3D: inputs `[B, C, D, H, W]`.
+    Three,
+}
+
+impl Dim {
+    /// From the length of `input_size` (channels included): 3 → 2D, 4 → 3D.
+    pub fn from_input_size(input_size: &[usize]) -> Option<Dim> {
+        match input_size.len() {
+            3 => Some(Dim::Two),
+            4 => Some(Dim::Three),
+            _ => None,
+        }
+    }
+
+    /// Number of spatial axes.
+    pub fn axes(self) -> usize {
+        match self {
+            Dim::Two => 2,
+            Dim::Three => 3,
+        }
+    }
+}
+
+/// `ConvNd(in, out, k, stride, padding)` with optional bias.
+#[derive(Debug)]
+pub struct Conv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: i64,
+    padding: i64,
+    dim: Dim,
+}
+
+impl Conv {
+    /// Loads `<prefix>.weight` `[out, in, k…]` and, when `bias`, `<prefix>.bias` `[out]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load(
+        sd: &StateDict,
+        prefix: &str,
+        dim: Dim,
+        c_in: i64,
+        c_out: i64,
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+        bias: bool,
+    ) -> Self {
+        let mut shape = vec![c_out, c_in];
+        shape.extend(std::iter::repeat_n(kernel, dim.axes()));
+        Conv {
+            weight: sd.param(&format!("{prefix}.weight"), &shape),
+            bias: bias.then(|| sd.param(&format!("{prefix}.bias"), &[c_out])),
+            stride,
+            padding,
+            dim,
+        }
+    }
+
+    /// `[B, in, …] → [B, out, …]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        match self.dim {
+            Dim::Three => x.f_conv3d(
+                &self.weight,
+                self.bias.as_ref(),
+                [self.stride; 3],
+                [self.padding; 3],
+                [1; 3],
+                1,
+            ),
+            Dim::Two => x.f_conv2d(
+                &self.weight,
+                self.bias.as_ref(),
+                [self.stride; 2],
+                [self.padding; 2],
+                [1; 2],
+                1,
+            ),
+        }
+    }
+}
+
+/// `BatchNormNd(c)` in evaluation mode (running statistics, eps 1e-5).
+#[derive(Debug)]
+pub struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+}
+
+impl BatchNorm {
+    /// Loads `<prefix>.{weight,bias,running_mean,running_var}` `[c]` and checks
+    /// `<prefix>.num_batches_tracked`.
+    pub fn load(sd: &StateDict, prefix: &str, c: i64) -> Self {
+        sd.buffer(&format!("{prefix}.num_batches_tracked"));
+        BatchNorm {
+            weight: sd.param(&format!("{prefix}.weight"), &[c]),
+            bias: sd.param(&format!("{prefix}.bias"), &[c]),
+            running_mean: sd.param(&format!("{prefix}.running_mean"), &[c]),
+            running_var: sd.param(&format!("{prefix}.running_var"), &[c]),
+        }
+    }
+
+    /// `y = (x − mean)/sqrt(var + eps)·weight + bias`, channel-wise.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        x.f_batch_norm(
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            false,
+            0.1,
+            1e-5,
+            true,
+        )
+    }
+}
+
+/// `Linear(in, out)`.
+#[derive(Debug)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    /// Loads `<prefix>.weight` `[out, in]` and `<prefix>.bias` `[out]`.
+    pub fn load(sd: &StateDict, prefix: &str, c_in: i64, c_out: i64) -> Self {
+        Linear {
+            weight: sd.param(&format!("{prefix}.weight"), &[c_out, c_in]),
+            bias: sd.param(&format!("{prefix}.bias"), &[c_out]),
+        }
+    }
+
+    /// `[B, in] → [B, out]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        x.f_linear(&self.weight, Some(&self.bias))
+    }
+}
+
+/// ClinicaDL's `PadMaxPool3d`/`PadMaxPool2d` (kernel 2, stride 2): pads every odd spatial axis
+/// with one zero *before* its first voxel, then a plain 2/2 max pooling. `[B, C, n…] →
+/// [B, C, ceil(n/2)…]`.
+pub fn pad_max_pool(x: &Tensor, dim: Dim) -> Result<Tensor, TchError> {
+    let size = x.size();
+    let spatial = &size[size.len() - dim.axes()..];
+    // constant_pad_nd takes (before, after) pairs starting from the last axis.
+    let pads: Vec<i64> = spatial.iter().rev().flat_map(|&n| [n % 2, 0]).collect();
+    let padded;
+    let input = if pads.iter().any(|&p| p != 0) {
+        padded = x.f_constant_pad_nd(pads.as_slice())?;
+        &padded
+    } else {
+        x
+    };
+    match dim {
+        Dim::Three => input.f_max_pool3d([2; 3], [2; 3], [0; 3], [1; 3], false),
+        Dim::Two => input.f_max_pool2d([2; 2], [2; 2], [0; 2], [1; 2], false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pad_max_pool_pads_in_front() {
+        // One axis of 3 values: padded [0, a, b, c] → max(0, a), max(b, c).
+        let x = Tensor::from_slice(&[5.0f32, -1.0, 7.0]).reshape([1, 1, 1, 3]);
+        let x = x.expand([1, 1, 2, 3], false).contiguous();
+        let y = pad_max_pool(&x, Dim::Two).unwrap();
+        assert_eq!(y.size(), [1, 1, 1, 2]);
+        let v: Vec<f32> = Vec::<f32>::try_from(y.flatten(0, -1)).unwrap();
+        assert_eq!(v, [5.0, 7.0]);
+        let neg = Tensor::from_slice(&[-5.0f32, -1.0, -7.0])
+            .reshape([1, 1, 1, 3])
+            .expand([1, 1, 2, 3], false)
+            .contiguous();
+        let v: Vec<f32> =
+            Vec::<f32>::try_from(pad_max_pool(&neg, Dim::Two).unwrap().flatten(0, -1)).unwrap();
+        assert_eq!(v, [0.0, -1.0]);
+    }
+
+    #[test]
+    fn pad_max_pool_3d_sizes() {
+        let x = Tensor::zeros([2, 3, 17, 21, 19], (tch::Kind::Float, tch::Device::Cpu));
+        assert_eq!(
+            pad_max_pool(&x, Dim::Three).unwrap().size(),
+            [2, 3, 9, 11, 10]
+        );
+    }
+}

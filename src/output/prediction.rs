@@ -1,0 +1,111 @@
+//! Writer of `<group>_<mode>_level_prediction.tsv` (predict.md §7.1), numbers formatted as pandas
+//! writes them (formats.md §2.1).
+
+use std::io::Write;
+
+use crate::maps::json::Mode;
+use crate::output::pyrepr::tsv_f64;
+use crate::rows::{Row, RowValues};
+use crate::tsv::write_row;
+
+/// The header of a prediction TSV.
+pub fn prediction_header(mode: Mode, rows: &[Row], n_classes: usize) -> Vec<String> {
+    let mut header: Vec<String> = vec![
+        "participant_id".into(),
+        "session_id".into(),
+        format!("{}_id", mode.name()),
+    ];
+    match rows.first().map(|r| &r.values) {
+        Some(RowValues::Regression { .. }) => {
+            header.extend(["true_label".into(), "predicted_label".into()]);
+        }
+        _ => {
+            header.extend(["true_label".into(), "predicted_label".into()]);
+            header.extend((0..n_classes).map(|i| format!("proba{i}")));
+        }
+    }
+    header
+}
+
+/// Writes the header and the rows.
+pub fn write_prediction_tsv<W: Write>(
+    mut w: W,
+    mode: Mode,
+    rows: &[Row],
+    n_classes: usize,
+) -> std::io::Result<()> {
+    write_row(
+        &mut w,
+        prediction_header(mode, rows, n_classes)
+            .iter()
+            .map(String::as_str),
+    )?;
+    for row in rows {
+        let mut fields = vec![
+            row.participant_id.clone(),
+            row.session_id.clone(),
+            row.element_id.to_string(),
+        ];
+        match &row.values {
+            RowValues::Classification {
+                true_label,
+                predicted_label,
+                probabilities,
+            } => {
+                fields.push(true_label.to_string());
+                fields.push(predicted_label.to_string());
+                fields.extend(probabilities.iter().map(|&p| tsv_f64(p)));
+            }
+            RowValues::Regression {
+                true_label,
+                predicted_label,
+            } => {
+                fields.push(true_label.map_or_else(|| "-1".to_owned(), tsv_f64));
+                fields.push(tsv_f64(*predicted_label));
+            }
+        }
+        write_row(&mut w, fields.iter().map(String::as_str))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_clinicadl_layout() {
+        let rows = vec![Row {
+            participant_id: "sub-09".into(),
+            session_id: "ses-M000".into(),
+            element_id: 0,
+            values: RowValues::Classification {
+                true_label: 0,
+                predicted_label: 1,
+                probabilities: vec![0.479420930147171, 0.5205790400505066],
+            },
+        }];
+        let mut out = Vec::new();
+        write_prediction_tsv(&mut out, Mode::Image, &rows, 2).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "participant_id\tsession_id\timage_id\ttrue_label\tpredicted_label\tproba0\tproba1\nsub-09\tses-M000\t0\t0\t1\t0.479420930147171\t0.5205790400505066\n"
+        );
+        let rows = vec![Row {
+            participant_id: "sub-09".into(),
+            session_id: "ses-M000".into(),
+            element_id: 0,
+            values: RowValues::Regression {
+                true_label: Some(69.0),
+                predicted_label: f64::from(72.3f32),
+            },
+        }];
+        let mut out = Vec::new();
+        write_prediction_tsv(&mut out, Mode::Image, &rows, 0).unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .ends_with("sub-09\tses-M000\t0\t69.0\t72.30000305175781\n")
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! Per-element results of the inference, as plain data (no I/O): what one line of a
+//! `<group>_<mode>_level_prediction.tsv` holds (predict.md §7.1).
+
+/// The task-specific values of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowValues {
+    /// `true_label, predicted_label, proba0…`: probabilities are float32 softmax values widened to
+    /// double, as `.item()` gives them in ClinicaDL.
+    Classification {
+        /// Label code, or -1 without labels.
+        true_label: i64,
+        /// Index of the first maximum of the logits.
+        predicted_label: i64,
+        /// Softmax of the logits.
+        probabilities: Vec<f64>,
+    },
+    /// `true_label, predicted_label`: float32 values widened to double.
+    Regression {
+        /// The target; `None` without labels (written as the integer -1, as ClinicaDL does).
+        true_label: Option<f64>,
+        /// The network output.
+        predicted_label: f64,
+    },
+}
+
+/// One element's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// `participant_id`.
+    pub participant_id: String,
+    /// `session_id`.
+    pub session_id: String,
+    /// `<mode>_id`.
+    pub element_id: usize,
+    /// The values.
+    pub values: RowValues,
+}
+
+/// Index of the first maximum (PyTorch `argmax` semantics; NaN never wins).
+pub fn first_argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] || (values[best].is_nan() && !v.is_nan()) {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        assert_eq!(first_argmax(&[0.1, 0.7, 0.7]), 1);
+        assert_eq!(first_argmax(&[2.0, 1.0]), 0);
+        assert_eq!(first_argmax(&[f32::NAN, 1.0]), 1);
+    }
+}

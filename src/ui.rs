@@ -1,0 +1,116 @@
+//! Everything the user sees besides data: log lines in ClinicaDL's console format
+//! (`HH:MM:SS - message`, `HH:MM:SS - WARNING: message`), progress (a bar on a terminal, plain
+//! lines in a log file), and the one place where an error is printed (`error: …`, its causes,
+//! then `hint: …`). All of it goes to stderr; stdout is left for data.
+#![allow(clippy::print_stderr)]
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Turns debug messages on (`-v`).
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
+fn clock() -> String {
+    chrono::Local::now().format("%H:%M:%S").to_string()
+}
+
+/// An INFO line.
+pub fn info(message: &str) {
+    eprintln!("{} - {message}", clock());
+}
+
+/// A WARNING line.
+pub fn warn(message: &str) {
+    eprintln!("{} - WARNING: {message}", clock());
+}
+
+/// A DEBUG line, shown with `-v` only.
+pub fn debug(message: &str) {
+    if VERBOSE.load(Ordering::Relaxed) {
+        eprintln!("{} - DEBUG: {message}", clock());
+    }
+}
+
+/// Prints an error and its chain of causes once, with a hint when one helps.
+pub fn print_error(error: &anyhow::Error, hint: Option<&str>) {
+    let mut text = format!("error: {error}");
+    for cause in error.chain().skip(1) {
+        text.push_str(&format!("\n  caused by: {cause}"));
+    }
+    eprintln!("{text}");
+    if let Some(hint) = hint {
+        eprintln!("hint: {hint}");
+    }
+}
+
+/// Progress over a known number of items.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    label: String,
+    total: u64,
+    done: u64,
+    started: Instant,
+    last_line: Instant,
+}
+
+impl Progress {
+    /// A bar on a terminal (unless NO_COLOR/TERM=dumb asks for plain output), plain lines
+    /// every few seconds otherwise.
+    pub fn new(label: &str, total: u64) -> Self {
+        let terminal =
+            std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+        let bar = terminal.then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            let template = if std::env::var_os("NO_COLOR").is_some() {
+                "{msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})"
+            } else {
+                "{msg} [{bar:30.cyan/blue}] {pos}/{len} ({per_sec}, eta {eta})"
+            };
+            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(label.to_owned());
+            bar
+        });
+        Progress {
+            bar,
+            label: label.to_owned(),
+            total,
+            done: 0,
+            started: Instant::now(),
+            last_line: Instant::now(),
+        }
+    }
+
+    /// Records `n` more items done.
+    pub fn advance(&mut self, n: u64) {
+        self.done += n;
+        match &self.bar {
+            Some(bar) => bar.inc(n),
+            None => {
+                if self.last_line.elapsed() >= Duration::from_secs(10)
+                    || (self.done == self.total && self.total > 0)
+                {
+                    self.last_line = Instant::now();
+                    let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+                    info(&format!(
+                        "{}: {}/{} images ({rate:.1}/s)",
+                        self.label, self.done, self.total
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Ends the bar (or nothing for plain output).
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Test harness: copies a case (a reference case of `../shared/reference`, or the example bundled
+//! in `examples/`) to a temporary folder, rewrites its `/REFERENCE_CASE` placeholder, removes
+//! what `clinicadl predict` wrote, runs the real binary, and compares TSVs parsed, floats within
+//! a relative tolerance.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The compiled binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_clinicadl-rs"))
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The folder of the shared reference cases, when present. CI sets
+/// `CLINICADL_RS_REQUIRE_REFERENCE=1` so that their absence fails instead of skipping.
+pub fn reference_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("CLINICADL_RS_REFERENCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/reference"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var_os("CLINICADL_RS_REQUIRE_REFERENCE").is_some() {
+        panic!(
+            "reference cases not found at {} (CLINICADL_RS_REQUIRE_REFERENCE is set)",
+            dir.display()
+        );
+    }
+    eprintln!("SKIPPED: reference cases not found at {}", dir.display());
+    None
+}
+
+/// A case copied into a temporary folder.
+pub struct Case {
+    /// Keeps the folder alive.
+    pub _tmp: tempfile::TempDir,
+    /// The copy.
+    pub dir: PathBuf,
+    /// The original (for expected outputs).
+    pub source: PathBuf,
+    /// The predict arguments of `cmd.txt`, placeholder replaced.
+    pub args: Vec<String>,
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "logs" {
+                copy_tree(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            let mut perms = std::fs::metadata(&target).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&target, perms).unwrap();
+        }
+    }
+}
+
+fn rewrite_placeholder(dir: &Path, replacement: &str) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rewrite_placeholder(&path, replacement);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("json" | "tsv" | "txt" | "log")
+        ) {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text.contains("/REFERENCE_CASE") {
+                std::fs::write(&path, text.replace("/REFERENCE_CASE", replacement)).unwrap();
+            }
+        }
+    }
+}
+
+/// Every `split-*/best-*/<group>/` results folder of a MAPS.
+pub fn results_dirs(maps: &Path, group: &str) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for split in std::fs::read_dir(maps).unwrap().flatten() {
+        if !split.file_name().to_string_lossy().starts_with("split-") || !split.path().is_dir() {
+            continue;
+        }
+        for metric in std::fs::read_dir(split.path()).unwrap().flatten() {
+            let dir = metric.path().join(group);
+            if metric.file_name().to_string_lossy().starts_with("best-") && dir.is_dir() {
+                dirs.push(dir);
+            }
+        }
+    }
+    dirs.sort();
+    dirs
+}
+
+impl Case {
+    /// Copies `source` (a case folder) and puts its MAPS in the state before `predict` of `group`.
+    pub fn prepare(source: &Path, group: &str) -> Case {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("case");
+        copy_tree(source, &dir);
+        let dir_text = dir.to_string_lossy().into_owned();
+        rewrite_placeholder(&dir, &dir_text);
+        let maps = dir.join("maps");
+        let _ = std::fs::remove_dir_all(maps.join("groups").join(group));
+        for results in results_dirs(&maps, group) {
+            std::fs::remove_dir_all(results).unwrap();
+        }
+        let cmd = std::fs::read_to_string(dir.join("cmd.txt")).unwrap();
+        let line = cmd
+            .lines()
+            .find(|l| l.starts_with("clinicadl predict"))
+            .expect("cmd.txt has a predict line");
+        let args = line.split_whitespace().skip(2).map(str::to_owned).collect();
+        Case {
+            _tmp: tmp,
+            dir,
+            source: source.to_owned(),
+            args,
+        }
+    }
+
+    /// The copied MAPS.
+    pub fn maps(&self) -> PathBuf {
+        self.dir.join("maps")
+    }
+
+    /// Runs `clinicadl-rs predict` with the case's arguments followed by `extra`.
+    pub fn predict(&self, extra: &[&str]) -> Output {
+        let mut cmd = Command::new(binary());
+        cmd.arg("predict")
+            .args(&self.args)
+            .args(extra)
+            .current_dir(&self.dir);
+        cmd.output().unwrap()
+    }
+}
+
+/// Runs the binary with arbitrary arguments in `cwd`.
+pub fn run(args: &[&str], cwd: &Path) -> Output {
+    Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+/// The text of stderr.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn parse_tsv(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+/// Whether two cells are equal: exactly, or as numbers within `rel` relative tolerance.
+fn cells_match(a: &str, b: &str, rel: f64) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => (x - y).abs() <= rel * x.abs().max(y.abs()) + 1e-12,
+        _ => false,
+    }
+}
+
+/// Asserts two TSV texts have the same shape and cells (numbers within `rel`), comparing only
+/// the first `rows` lines when given.
+pub fn assert_tsv_close(actual: &str, expected: &str, rel: f64, rows: Option<usize>, what: &str) {
+    let (mut a, mut e) = (parse_tsv(actual), parse_tsv(expected));
+    if let Some(n) = rows {
+        a.truncate(n);
+        e.truncate(n);
+    }
+    assert_eq!(
+        a.len(),
+        e.len(),
+        "{what}: {} lines, expected {}",
+        a.len(),
+        e.len()
+    );
+    for (i, (ra, re)) in a.iter().zip(&e).enumerate() {
+        assert_eq!(
+            ra.len(),
+            re.len(),
+            "{what}: line {} has {} cells, expected {}",
+            i + 1,
+            ra.len(),
+            re.len()
+        );
+        for (ca, ce) in ra.iter().zip(re) {
+            assert!(
+                cells_match(ca, ce, rel),
+                "{what}: line {}: `{ca}` != `{ce}`\nactual:\n{actual}\nexpected:\n{expected}",
+                i + 1
+            );
+        }
+    }
+}
+
+/// A hash of every file (path and content) under `dir`, to prove a tree unchanged.
+pub fn tree_digest(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.push((
+                    path.strip_prefix(dir).unwrap().to_owned(),
+                    b"<dir>".to_vec(),
+                ));
+                stack.push(path);
+            } else {
+                out.push((
+                    path.strip_prefix(dir).unwrap().to_owned(),
+                    std::fs::read(&path).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
