@@ -1,0 +1,393 @@
+//! Error paths: each bad input gives its exit code (1 runtime, 2 usage), a message naming what is
+//! wrong and where, no panic, and leaves the MAPS byte-for-byte unchanged.
+
+use std::path::Path;
+
+use crate::harness::{Case, repo, run, stderr, tree_digest};
+
+/// Runs predict on a fresh copy of the example after `mutate`, with the case arguments replaced
+/// by `args` when given; checks the exit code, the message and that the MAPS is unchanged.
+fn expect_failure(
+    mutate: impl FnOnce(&Path),
+    args: Option<Vec<String>>,
+    extra: &[&str],
+    code: i32,
+    needles: &[&str],
+) {
+    let case = Case::prepare(&repo().join("examples/image_classification"), "test");
+    mutate(&case.dir);
+    let before = tree_digest(&case.maps());
+    let args: Vec<String> = args
+        .map(|a| {
+            a.iter()
+                .map(|s| s.replace("{case}", &case.dir.to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or(case.args.clone());
+    let mut all: Vec<&str> = vec!["predict"];
+    all.extend(args.iter().map(String::as_str));
+    all.extend(extra);
+    let out = run(&all, &case.dir);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit code for {extra:?}; stderr:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(
+        err.starts_with("error: ") || err.contains("\nerror: ") || code == 2,
+        "{err}"
+    );
+    for needle in needles {
+        assert!(err.contains(needle), "`{needle}` not in:\n{err}");
+    }
+    assert!(tree_digest(&case.maps()) == before, "the MAPS changed");
+}
+
+fn args(list: &[&str]) -> Option<Vec<String>> {
+    Some(list.iter().map(|s| (*s).to_owned()).collect())
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = run(&["predict"], Path::new("."));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no arguments prints the help and fails like click"
+    );
+    let out = run(
+        &["predict", "/nonexistent/maps", "test", "--no-gpu"],
+        Path::new("."),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/nonexistent/maps"));
+    let out = run(&["predict", "maps", "test", "-s", "x"], Path::new("."));
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["predict", "--help"], Path::new("."));
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--caps_directory",
+        "--participants_tsv",
+        "--selection_metrics",
+        "--n_proc",
+        "--batch_size",
+        "--no-gpu",
+        "--amp",
+        "--overwrite",
+        "--skip_leak_check",
+        "--save_tensor",
+        "--label",
+        "--diagnoses",
+        "--no_labels",
+        "--multi_cohort",
+        "--split",
+    ] {
+        assert!(help.contains(option), "help lacks {option}");
+    }
+}
+
+#[test]
+fn amp_on_cpu_is_refused() {
+    expect_failure(
+        |_| {},
+        None,
+        &["--amp"],
+        2,
+        &["AMP is designed to work with modern GPUs. Please add the --gpu flag."],
+    );
+}
+
+#[test]
+fn gpu_without_cuda_is_refused() {
+    if tch::Cuda::is_available() {
+        return;
+    }
+    expect_failure(
+        |_| {},
+        args(&[
+            "{case}/maps",
+            "test",
+            "--caps_directory",
+            "{case}/caps",
+            "--participants_tsv",
+            "{case}/tsv/split/test_baseline.tsv",
+        ]),
+        &[],
+        2,
+        &["No GPU is available. Please add the --no-gpu flag to run on CPU."],
+    );
+}
+
+#[test]
+fn save_tensor_on_classification_is_refused() {
+    expect_failure(
+        |_| {},
+        None,
+        &["--save_tensor"],
+        2,
+        &["Cannot save tensors if the network task is not reconstruction"],
+    );
+    expect_failure(
+        |_| {},
+        None,
+        &["--save_nifti"],
+        2,
+        &["Cannot save nifti if the network task is not reconstruction"],
+    );
+}
+
+#[test]
+fn missing_maps_json() {
+    expect_failure(
+        |d| std::fs::remove_file(d.join("maps/maps.json")).unwrap(),
+        None,
+        &[],
+        1,
+        &["MAPS was not found", "maps.json"],
+    );
+}
+
+#[test]
+fn invalid_maps_json() {
+    expect_failure(
+        |d| std::fs::write(d.join("maps/maps.json"), "{ not json").unwrap(),
+        None,
+        &[],
+        1,
+        &["not valid JSON", "maps.json"],
+    );
+}
+
+#[test]
+fn unknown_architecture() {
+    expect_failure(
+        |d| {
+            let p = d.join("maps/maps.json");
+            let text = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("\"Conv4_FC3\"", "\"Conv9_FC9\"");
+            std::fs::write(p, text).unwrap();
+        },
+        None,
+        &[],
+        1,
+        &["unknown architecture `Conv9_FC9`"],
+    );
+}
+
+#[test]
+fn unknown_split_and_metric() {
+    expect_failure(
+        |_| {},
+        None,
+        &["-s", "7"],
+        1,
+        &["split 7", "trained splits: 0, 1"],
+    );
+    expect_failure(
+        |_| {},
+        None,
+        &["-sm", "F1_score"],
+        1,
+        &["metric F1_score", "available metrics: BA, loss"],
+    );
+}
+
+#[test]
+fn missing_checkpoint() {
+    expect_failure(
+        |d| std::fs::remove_file(d.join("maps/split-1/best-BA/model.pth.tar")).unwrap(),
+        None,
+        &[],
+        1,
+        &["split-1/best-BA/model.pth.tar", "does not exist"],
+    );
+}
+
+#[test]
+fn corrupt_checkpoint() {
+    expect_failure(
+        |d| {
+            std::fs::write(
+                d.join("maps/split-0/best-loss/model.pth.tar"),
+                b"PK\x03\x04garbage",
+            )
+            .unwrap()
+        },
+        None,
+        &[],
+        1,
+        &["split-0/best-loss/model.pth.tar"],
+    );
+}
+
+#[test]
+fn new_group_needs_caps_and_tsv() {
+    expect_failure(
+        |_| {},
+        args(&["{case}/maps", "test", "--no-gpu"]),
+        &[],
+        2,
+        &["The data group test does not already exist"],
+    );
+}
+
+#[test]
+fn existing_group_with_other_data_needs_overwrite() {
+    expect_failure(
+        |d| {
+            // Another definition of the group already exists.
+            std::fs::create_dir_all(d.join("maps/groups/test")).unwrap();
+            std::fs::write(
+                d.join("maps/groups/test/data.tsv"),
+                "participant_id\tsession_id\tcohort\tdiagnosis\nsub-T001\tses-M000\tsingle\tAD\n",
+            )
+            .unwrap();
+            std::fs::write(
+                d.join("maps/groups/test/maps.json"),
+                "{\"caps_directory\": \"/x\", \"multi_cohort\": false}",
+            )
+            .unwrap();
+        },
+        None,
+        &[],
+        2,
+        &["Data group test is already defined", "overwrite"],
+    );
+}
+
+#[test]
+fn leaking_participants_are_refused() {
+    expect_failure(
+        |d| {
+            std::fs::write(d.join("tsv/leak.tsv"), "participant_id\tsession_id\tdiagnosis\nsub-S001\tses-M000\tAD\nsub-S002\tses-M000\tCN\n").unwrap()
+        },
+        args(&[
+            "{case}/maps",
+            "leak",
+            "--caps_directory",
+            "{case}/caps",
+            "--participants_tsv",
+            "{case}/tsv/leak.tsv",
+            "--no-gpu",
+        ]),
+        &[],
+        1,
+        &[
+            "already seen during the training step",
+            "{'sub-S001', 'sub-S002'}",
+        ],
+    );
+}
+
+#[test]
+fn missing_tensor_names_session_and_file() {
+    expect_failure(
+        |d| {
+            let dir = d.join("caps/subjects/sub-T003/ses-M000");
+            std::fs::remove_dir_all(dir.join("deeplearning_prepare_data")).unwrap();
+        },
+        None,
+        &[],
+        1,
+        &["(sub-T003 | ses-M000)", "does not exist"],
+    );
+}
+
+#[test]
+fn missing_diagnosis_column() {
+    expect_failure(
+        |d| {
+            std::fs::write(
+                d.join("tsv/nodx.tsv"),
+                "participant_id\tsession_id\nsub-T001\tses-M000\n",
+            )
+            .unwrap()
+        },
+        args(&[
+            "{case}/maps",
+            "x",
+            "--caps_directory",
+            "{case}/caps",
+            "--participants_tsv",
+            "{case}/tsv/nodx.tsv",
+            "--no-gpu",
+        ]),
+        &[],
+        1,
+        &["'diagnosis' column must be present", "nodx.tsv"],
+    );
+}
+
+#[test]
+fn unknown_label_value() {
+    expect_failure(
+        |d| {
+            std::fs::write(
+                d.join("tsv/mci.tsv"),
+                "participant_id\tsession_id\tdiagnosis\nsub-T001\tses-M000\tMCI\n",
+            )
+            .unwrap()
+        },
+        args(&[
+            "{case}/maps",
+            "x",
+            "--caps_directory",
+            "{case}/caps",
+            "--participants_tsv",
+            "{case}/tsv/mci.tsv",
+            "--no-gpu",
+            "-d",
+            "MCI",
+        ]),
+        &[],
+        1,
+        &["(sub-T001 | ses-M000)", "`MCI`", "AD, CN"],
+    );
+}
+
+#[test]
+fn wrong_tensor_shape() {
+    expect_failure(
+        |d| {
+            let p = d.join("maps/maps.json");
+            let text =
+                std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replacen("        17,\n", "        18,\n", 1);
+            std::fs::write(p, text).unwrap();
+        },
+        None,
+        &[],
+        1,
+        &[
+            "(sub-T001 | ses-M000)",
+            "has shape [1, 17, 21, 19]",
+            "expects [1, 18, 21, 19]",
+        ],
+    );
+}
+
+#[test]
+fn checkpoint_that_does_not_fit_the_network() {
+    expect_failure(
+        |d| {
+            let p = d.join("maps/maps.json");
+            let text = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("\"output_size\": 2", "\"output_size\": 3");
+            std::fs::write(p, text).unwrap();
+        },
+        None,
+        &[],
+        1,
+        &[
+            "best-loss/model.pth.tar",
+            "does not fit the Conv4_FC3 network",
+            "key `fc.6.weight` has shape [2, 40] in the checkpoint but the network expects [3, 40]",
+        ],
+    );
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real `clinicadl-rs` binary run on temporary copies of the reference
+//! cases (ClinicaDL 1.6.1 runs in `../shared/reference`) and of the bundled example.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod errors;
+mod harness;
+mod parity;
+mod torch_readback;

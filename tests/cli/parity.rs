@@ -1,0 +1,166 @@
+//! Parity with ClinicaDL 1.6.1: same files, same columns and rows, floats within 1e-5 relative,
+//! same `Metrics`/`Values` rows of every metrics TSV.
+
+use std::path::Path;
+
+use crate::harness::{
+    Case, assert_tsv_close, reference_dir, repo, results_dirs, stderr, tree_digest,
+};
+
+const REL: f64 = 1e-5;
+
+/// Relative paths of every file under `dir`.
+fn files(dir: &Path) -> Vec<String> {
+    tree_digest(dir)
+        .into_iter()
+        .filter(|(_, c)| c != b"<dir>")
+        .map(|(p, _)| p.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Runs a case and compares every output with what ClinicaDL wrote.
+fn check_case(source: &Path) {
+    let case = Case::prepare(source, "test");
+    let out = case.predict(&[]);
+    assert!(out.status.success(), "predict failed: {}", stderr(&out));
+    let expected_maps = source.join("maps");
+    // Exactly the files ClinicaDL has after predict, nothing more (no staging leftovers).
+    assert_eq!(
+        files(&case.maps()),
+        files(&expected_maps),
+        "file lists differ"
+    );
+    let placeholder =
+        |text: String| text.replace(&case.dir.to_string_lossy().into_owned(), "/REFERENCE_CASE");
+    for name in ["data.tsv", "maps.json"] {
+        let actual = placeholder(
+            std::fs::read_to_string(case.maps().join("groups/test").join(name)).unwrap(),
+        );
+        let expected =
+            std::fs::read_to_string(expected_maps.join("groups/test").join(name)).unwrap();
+        assert_eq!(actual, expected, "groups/test/{name}");
+    }
+    let dirs = results_dirs(&case.maps(), "test");
+    assert!(!dirs.is_empty());
+    for dir in dirs {
+        let rel = dir.strip_prefix(case.maps()).unwrap();
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let actual = std::fs::read_to_string(entry.path()).unwrap();
+            let expected = std::fs::read_to_string(expected_maps.join(rel).join(&name)).unwrap();
+            let what = format!("{}/{name}", rel.display());
+            if name.ends_with("_prediction.tsv") {
+                assert_tsv_close(&actual, &expected, REL, None, &what);
+            } else if name.ends_with("_metrics.tsv") {
+                assert_tsv_close(&actual, &expected, REL, Some(2), &what);
+                let shape = |t: &str| t.lines().map(|l| l.split('\t').count()).collect::<Vec<_>>();
+                assert_eq!(shape(&actual), shape(&expected), "{what}: CI rows layout");
+            } else if name == "description.log" {
+                let a: Vec<String> = placeholder(actual)
+                    .lines()
+                    .skip(1)
+                    .map(str::to_owned)
+                    .collect();
+                let e: Vec<String> = expected.lines().skip(1).map(str::to_owned).collect();
+                assert_eq!(a, e, "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn image_classification_matches_clinicadl() {
+    if let Some(reference) = reference_dir() {
+        check_case(&reference.join("image_classification"));
+    }
+}
+
+#[test]
+fn image_regression_matches_clinicadl() {
+    if let Some(reference) = reference_dir() {
+        check_case(&reference.join("image_regression"));
+    }
+}
+
+#[test]
+fn bundled_example_matches_clinicadl() {
+    check_case(&repo().join("examples/image_classification"));
+}
+
+#[test]
+fn rerun_replaces_results_and_keeps_group() {
+    let case = Case::prepare(&repo().join("examples/image_classification"), "test");
+    assert!(case.predict(&[]).status.success());
+    let group = std::fs::read(case.maps().join("groups/test/data.tsv")).unwrap();
+    // Same data again: the group is reused, results rewritten.
+    let again = case.predict(&["--batch_size", "3"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        std::fs::read(case.maps().join("groups/test/data.tsv")).unwrap(),
+        group
+    );
+    // Reusing the group without data works too.
+    let out = crate::harness::run(
+        &[
+            "predict",
+            case.maps().to_str().unwrap(),
+            "test",
+            "--no-gpu",
+            "-s",
+            "0",
+            "--no_labels",
+        ],
+        &case.dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = case.maps().join("split-0/best-loss/test");
+    assert!(
+        !results.join("test_image_level_metrics.tsv").exists(),
+        "no metrics without labels"
+    );
+    let prediction =
+        std::fs::read_to_string(results.join("test_image_level_prediction.tsv")).unwrap();
+    assert!(
+        prediction
+            .lines()
+            .skip(1)
+            .all(|l| l.split('\t').nth(3) == Some("-1")),
+        "{prediction}"
+    );
+}
+
+#[test]
+fn batch_size_changes_loss_not_predictions() {
+    let case = Case::prepare(&repo().join("examples/image_classification"), "test");
+    let out = case.predict(&["--batch_size", "1", "-np", "0", "-s", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = case.maps().join("split-0/best-loss/test");
+    let expected = case.source.join("maps/split-0/best-loss/test");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    assert_tsv_close(
+        &read(&dir.join("test_image_level_prediction.tsv")),
+        &read(&expected.join("test_image_level_prediction.tsv")),
+        REL,
+        None,
+        "batch 1",
+    );
+    let loss = |t: &str| -> f64 {
+        t.lines()
+            .nth(1)
+            .unwrap()
+            .split('\t')
+            .next_back()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (one, eight) = (
+        loss(&read(&dir.join("test_image_level_metrics.tsv"))),
+        loss(&read(&expected.join("test_image_level_metrics.tsv"))),
+    );
+    // Σ of 10 batch means vs Σ of 2 batch means (ClinicaDL's definition, predict.md §0.10).
+    assert!(
+        one > 4.0 * eight,
+        "batch 1 loss {one} vs batch 8 loss {eight}"
+    );
+}
