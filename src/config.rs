@@ -290,6 +290,44 @@ fn resolve_group(
     })
 }
 
+/// Checks what the elements of a non-image mode need: one network per element for
+/// multi-network MAPS, and the validation predictions that weight soft voting (predict.md §9.1).
+fn check_elements(
+    layout: &MapsLayout,
+    maps: &MapsJson,
+    group: &str,
+    split: u32,
+    metrics: &[String],
+    dataset: &Dataset,
+) -> Result<()> {
+    let count = dataset.extraction.count();
+    if maps.multi_network && count != maps.num_networks {
+        bail!(
+            "this multi-network MAPS has {} networks (maps.json `num_networks`) but the images of the data group give {count} {} elements",
+            maps.num_networks,
+            maps.mode.name()
+        );
+    }
+    if maps.mode == crate::maps::json::Mode::Image
+        || maps.num_networks <= 1
+        || is_training_group(group)
+    {
+        return Ok(());
+    }
+    for metric in metrics {
+        let path = layout.results_tsv(split, metric, "validation", maps.mode.name(), "prediction");
+        if !path.is_file() {
+            bail!(
+                "the validation predictions `{}` are missing: image-level results of a {} MAPS are a vote of its {} elements weighted by each element's accuracy on the validation group, and `clinicadl train` writes them; predict the `validation` group first (`clinicadl-rs predict MAPS validation -s {split} -sm {metric}`) to recreate them",
+                path.display(),
+                maps.mode.name(),
+                maps.mode.name()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Resolves a CAPS path stored in a group definition (relative paths: against the current
 /// directory, as 1.6.1 does).
 fn caps_root(stored: &Path) -> PathBuf {
@@ -334,6 +372,14 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
         let dataset = Dataset::build(&group.data, &data_path, &caps_directory, &maps, &options)?;
         // A systematic mismatch (wrong CAPS, wrong input_size) shows on the first session.
         dataset.load_session(0)?;
+        check_elements(
+            &layout,
+            &maps,
+            &args.data_group,
+            split,
+            &selection_metrics,
+            &dataset,
+        )?;
         runs.push(SplitRun {
             split,
             selection_metrics,

@@ -19,6 +19,7 @@
 pub mod caps;
 pub mod cli;
 pub mod config;
+pub mod ensemble;
 pub mod error;
 pub mod maps;
 pub mod metrics;

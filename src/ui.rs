@@ -52,6 +52,7 @@ pub fn print_error(error: &anyhow::Error, hint: Option<&str>) {
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
     label: String,
+    unit: String,
     total: u64,
     done: u64,
     started: Instant,
@@ -61,7 +62,8 @@ pub struct Progress {
 impl Progress {
     /// A bar on a terminal (unless NO_COLOR/TERM=dumb asks for plain output), plain lines
     /// every few seconds otherwise.
-    pub fn new(label: &str, total: u64) -> Self {
+    /// `unit` names the items in plain lines (e.g. `images`, `patches`).
+    pub fn new(label: &str, unit: &str, total: u64) -> Self {
         let terminal =
             std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
         let bar = terminal.then(|| {
@@ -80,6 +82,7 @@ impl Progress {
         Progress {
             bar,
             label: label.to_owned(),
+            unit: unit.to_owned(),
             total,
             done: 0,
             started: Instant::now(),
@@ -99,8 +102,8 @@ impl Progress {
                     self.last_line = Instant::now();
                     let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
                     info(&format!(
-                        "{}: {}/{} images ({rate:.1}/s)",
-                        self.label, self.done, self.total
+                        "{}: {}/{} {} ({rate:.1}/s)",
+                        self.label, self.done, self.total, self.unit
                     ));
                 }
             }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::elements::Extraction;
 use super::paths::{FilePattern, file_pattern, image_tensor_path};
 use super::transforms::{Element, Transforms};
 use crate::maps::json::{MapsJson, Mode, Task};
@@ -56,7 +57,12 @@ pub struct Dataset {
     pub sessions: Vec<SessionSample>,
     /// The element mode.
     pub mode: Mode,
-    /// Elements per session.
+    /// How elements are obtained from a session.
+    pub extraction: Extraction,
+    /// Positions (0-based, within an image) of the elements used: all of them, or the one of
+    /// a network of a multi-network MAPS.
+    pub selected: Vec<usize>,
+    /// Elements per session (`selected.len()`).
     pub elements_per_session: usize,
     /// Shape of one element after the transforms (`input_size`).
     pub element_shape: Vec<usize>,
@@ -112,8 +118,8 @@ fn row_label(cell: &Cell, maps: &MapsJson, column: &str) -> Result<Label, String
 }
 
 impl Dataset {
-    /// Builds the dataset of a group for image mode, checking every session: labels known, image
-    /// tensor found. Every problem is reported at once.
+    /// Builds the dataset of a group, checking every session: labels known, image tensor (or
+    /// every pre-extracted element) found. Every problem is reported at once.
     pub fn build(
         data: &Table,
         data_path: &Path,
@@ -121,13 +127,6 @@ impl Dataset {
         maps: &MapsJson,
         options: &DatasetOptions,
     ) -> Result<Dataset> {
-        if maps.mode != Mode::Image {
-            bail!(
-                "{} mode is not supported yet by clinicadl-rs (only image mode); this MAPS was trained in {} mode",
-                maps.mode.name(),
-                maps.mode.name()
-            );
-        }
         check_caps_directory(caps)?;
         let pattern: FilePattern = file_pattern(&maps.preprocessing)?;
         let p = data.require_column("participant_id", data_path)?;
@@ -162,14 +161,7 @@ impl Dataset {
                 None => Label::Absent,
             };
             let image_path = match image_tensor_path(caps, &participant_id, &session_id, &pattern) {
-                Ok(path) if path.is_file() => path,
-                Ok(path) => {
-                    problems.push(format!(
-                        "({participant_id} | {session_id}): image tensor `{}` does not exist (run `clinicadl prepare-data image` on this CAPS)",
-                        path.display()
-                    ));
-                    path
-                }
+                Ok(path) => path,
                 Err(e) => {
                     problems.push(format!("({participant_id} | {session_id}): {e}"));
                     PathBuf::new()
@@ -184,6 +176,53 @@ impl Dataset {
                 label,
                 image_path,
             });
+        }
+        let extraction = match sessions.first() {
+            Some(first) if problems.is_empty() => {
+                let image_shape = if first.image_path.is_file() {
+                    Some(crate::torchfile::read_tensor(&first.image_path)?.shape)
+                } else {
+                    None
+                };
+                Extraction::from_maps(maps, image_shape.as_deref(), |fragment| {
+                    count_element_files(&first.image_path, fragment)
+                })
+                .with_context(|| {
+                    format!(
+                        "cannot count the {} elements of the first session ({} | {})",
+                        maps.mode.name(),
+                        first.participant_id,
+                        first.session_id
+                    )
+                })?
+            }
+            _ => Extraction::Image,
+        };
+        let selected: Vec<usize> = (0..extraction.count()).collect();
+        if problems.is_empty() {
+            for session in &sessions {
+                let files: Vec<PathBuf> = if extraction.prepare_dl() {
+                    selected
+                        .iter()
+                        .map(|&i| extraction.element_file(&session.image_path, i))
+                        .collect()
+                } else {
+                    vec![session.image_path.clone()]
+                };
+                let hint = if extraction.prepare_dl() {
+                    maps.mode.name()
+                } else {
+                    "image"
+                };
+                for file in files.iter().filter(|f| !f.is_file()) {
+                    problems.push(format!(
+                        "({} | {}): tensor `{}` does not exist (run `clinicadl prepare-data {hint}` on this CAPS)",
+                        session.participant_id,
+                        session.session_id,
+                        file.display()
+                    ));
+                }
+            }
         }
         if !problems.is_empty() {
             let n = problems.len();
@@ -205,10 +244,21 @@ impl Dataset {
         Ok(Dataset {
             sessions,
             mode: maps.mode,
-            elements_per_session: 1,
+            elements_per_session: selected.len(),
+            extraction,
+            selected,
             element_shape: maps.input_size.clone(),
             transforms,
         })
+    }
+
+    /// The dataset of one network of a multi-network MAPS: element `index` of every session.
+    pub fn restricted_to(&self, index: usize) -> Dataset {
+        Dataset {
+            selected: vec![index],
+            elements_per_session: 1,
+            ..self.clone()
+        }
     }
 
     /// Number of elements of the whole dataset.
@@ -221,34 +271,69 @@ impl Dataset {
         self.len() == 0
     }
 
-    /// Reads a session's image once and returns its transformed elements, in element order, and
-    /// whether NaN values were removed.
-    pub fn load_session(&self, index: usize) -> Result<(Vec<Element>, bool)> {
+    /// Reads a session's data once and returns its transformed elements with their
+    /// `<mode>_id`, in element order, and whether NaN values were removed.
+    pub fn load_session(&self, index: usize) -> Result<(Vec<(usize, Element)>, bool)> {
         let session = &self.sessions[index];
-        let tensor = crate::torchfile::read_tensor(&session.image_path)?;
-        let data = tensor.to_f32_vec().with_context(|| {
-            format!(
-                "cannot decode the image tensor `{}`",
-                session.image_path.display()
-            )
-        })?;
-        let mut element = Element {
-            data,
-            shape: tensor.shape.clone(),
+        let whole = if self.extraction.prepare_dl() {
+            None
+        } else {
+            Some(read_element(&session.image_path)?)
         };
-        let expected_raw_len: usize = self.element_shape.iter().product();
-        let had_nan = self.transforms.apply(&mut element);
-        if element.shape != self.element_shape || element.data.len() != expected_raw_len {
-            bail!(
-                "({} | {}): the image tensor `{}` has shape {:?} ({:?} after the transforms) but the model expects {:?} (maps.json `input_size`)",
-                session.participant_id,
-                session.session_id,
-                session.image_path.display(),
-                tensor.shape,
-                element.shape,
-                self.element_shape
-            );
+        let mut had_nan = false;
+        let mut elements = Vec::with_capacity(self.selected.len());
+        for &position in &self.selected {
+            let (mut element, source) = match &whole {
+                Some(image) => (
+                    self.extraction.cut(image, position)?,
+                    session.image_path.clone(),
+                ),
+                None => {
+                    let file = self.extraction.element_file(&session.image_path, position);
+                    (read_element(&file)?, file)
+                }
+            };
+            let raw_shape = element.shape.clone();
+            had_nan |= self.transforms.apply(&mut element);
+            if element.shape != self.element_shape {
+                bail!(
+                    "({} | {}): {} {} of `{}` has shape {:?} ({:?} after the transforms) but the model expects {:?} (maps.json `input_size`)",
+                    session.participant_id,
+                    session.session_id,
+                    self.mode.name(),
+                    self.extraction.element_id(position),
+                    source.display(),
+                    raw_shape,
+                    element.shape,
+                    self.element_shape
+                );
+            }
+            elements.push((self.extraction.element_id(position), element));
         }
-        Ok((vec![element], had_nan))
+        Ok((elements, had_nan))
     }
+}
+
+/// Reads a tensor file as a C-order float32 element.
+fn read_element(path: &Path) -> Result<Element> {
+    let tensor = crate::torchfile::read_tensor(path)?;
+    let data = tensor
+        .to_f32_vec()
+        .with_context(|| format!("cannot decode the tensor `{}`", path.display()))?;
+    Ok(Element {
+        data,
+        shape: tensor.shape.clone(),
+    })
+}
+
+/// Files of the pre-extracted element folders of a session whose names contain `fragment`.
+fn count_element_files(image: &Path, fragment: &str) -> usize {
+    let Some(dir) = image.parent() else { return 0 };
+    ["patch_based", "slice_based"]
+        .iter()
+        .map(|kind| PathBuf::from(dir.to_string_lossy().replace("image_based", kind)))
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter(|e| e.file_name().to_string_lossy().contains(fragment))
+        .count()
 }

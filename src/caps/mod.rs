@@ -2,6 +2,7 @@
 //! the dataset that turns a data group into network inputs.
 
 pub mod dataset;
+pub mod elements;
 pub mod participants;
 pub mod paths;
 pub mod transforms;

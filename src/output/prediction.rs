@@ -3,17 +3,17 @@
 
 use std::io::Write;
 
-use crate::maps::json::Mode;
 use crate::output::pyrepr::tsv_f64;
 use crate::rows::{Row, RowValues};
 use crate::tsv::write_row;
 
 /// The header of a prediction TSV.
-pub fn prediction_header(mode: Mode, rows: &[Row], n_classes: usize) -> Vec<String> {
+/// `level` names the id column (`<level>_id`).
+pub fn prediction_header(level: &str, rows: &[Row], n_classes: usize) -> Vec<String> {
     let mut header: Vec<String> = vec![
         "participant_id".into(),
         "session_id".into(),
-        format!("{}_id", mode.name()),
+        format!("{level}_id"),
     ];
     match rows.first().map(|r| &r.values) {
         Some(RowValues::Regression { .. }) => {
@@ -30,13 +30,13 @@ pub fn prediction_header(mode: Mode, rows: &[Row], n_classes: usize) -> Vec<Stri
 /// Writes the header and the rows.
 pub fn write_prediction_tsv<W: Write>(
     mut w: W,
-    mode: Mode,
+    level: &str,
     rows: &[Row],
     n_classes: usize,
 ) -> std::io::Result<()> {
     write_row(
         &mut w,
-        prediction_header(mode, rows, n_classes)
+        prediction_header(level, rows, n_classes)
             .iter()
             .map(String::as_str),
     )?;
@@ -86,7 +86,7 @@ mod tests {
             },
         }];
         let mut out = Vec::new();
-        write_prediction_tsv(&mut out, Mode::Image, &rows, 2).unwrap();
+        write_prediction_tsv(&mut out, "image", &rows, 2).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "participant_id\tsession_id\timage_id\ttrue_label\tpredicted_label\tproba0\tproba1\nsub-09\tses-M000\t0\t0\t1\t0.479420930147171\t0.5205790400505066\n"
@@ -101,7 +101,7 @@ mod tests {
             },
         }];
         let mut out = Vec::new();
-        write_prediction_tsv(&mut out, Mode::Image, &rows, 0).unwrap();
+        write_prediction_tsv(&mut out, "image", &rows, 0).unwrap();
         assert!(
             String::from_utf8(out)
                 .unwrap()

@@ -31,7 +31,7 @@ pub struct Batch {
     pub elements: Vec<ElementRef>,
 }
 
-type Loaded = (usize, Result<(Vec<Element>, bool)>);
+type Loaded = (usize, Result<(Vec<(usize, Element)>, bool)>);
 
 /// Iterates over the batches of a dataset, calling `consume` for each one in order. Returns
 /// whether NaN values were removed anywhere.
@@ -105,7 +105,7 @@ fn consume_in_order(
     consume: &mut impl FnMut(Batch) -> Result<()>,
     had_nan: &mut bool,
 ) -> Result<()> {
-    let mut waiting: BTreeMap<usize, Vec<Element>> = BTreeMap::new();
+    let mut waiting: BTreeMap<usize, Vec<(usize, Element)>> = BTreeMap::new();
     let mut expected = 0;
     while expected < n_sessions {
         let (index, loaded) = receiver
@@ -132,10 +132,10 @@ impl Assembler {
     fn push(
         &mut self,
         session: usize,
-        elements: Vec<Element>,
+        elements: Vec<(usize, Element)>,
         consume: &mut impl FnMut(Batch) -> Result<()>,
     ) -> Result<()> {
-        for (element_id, element) in elements.into_iter().enumerate() {
+        for (element_id, element) in elements {
             if self.pending.data.is_empty() {
                 self.pending
                     .data

@@ -8,20 +8,24 @@ pub mod engine;
 pub mod loader;
 pub mod loss;
 
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use crate::config::{GroupAction, PredictConfig, SplitRun};
+use crate::ensemble;
 use crate::maps::group::write_group;
-use crate::maps::json::Task;
+use crate::maps::json::{Mode, Task};
+use crate::maps::layout::{is_training_group, results_tsv_name};
 use crate::metrics;
 use crate::output::description::write_description;
 use crate::output::prediction::write_prediction_tsv;
 use crate::output::results::ResultSet;
 use crate::rows::{Row, RowValues};
+use crate::tsv::{Cell, Table};
 use crate::ui;
-use engine::{InferenceOutput, run_inference};
+use engine::run_inference;
 
 /// Runs the prediction described by `config`.
 pub fn execute(config: &PredictConfig) -> Result<()> {
@@ -61,18 +65,10 @@ pub fn execute(config: &PredictConfig) -> Result<()> {
 
 fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<()> {
     let layout = &config.layout;
-    let checkpoint = layout.checkpoint(run.split, metric, None);
-    let checkpoint_abs = std::path::absolute(&checkpoint).unwrap_or_else(|_| checkpoint.clone());
-    ui::info(&format!(
-        "Loading model trained for split {} selected according to best validation {metric} at path {}.",
-        run.split,
-        checkpoint_abs.display()
-    ));
-    let network = crate::networks::load_network(&config.maps, &checkpoint, config.engine.device)?;
+    let maps = &config.maps;
     let target = layout.results_dir(run.split, metric, &config.group);
     std::fs::create_dir_all(layout.metric_dir(run.split, metric))?;
     let set = ResultSet::begin(&target)?;
-    let when = chrono::Local::now();
     let description = set.file("description.log");
     write_description(
         BufWriter::new(
@@ -80,56 +76,76 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
                 .with_context(|| format!("cannot write `{}`", description.display()))?,
         ),
         &config.group,
-        &when,
+        &chrono::Local::now(),
         &[(String::from("single"), run.group.caps_directory.as_path())],
         run.group.participant_count(),
         run.group.data.rows.len(),
     )?;
-    let mut progress = ui::Progress::new(
-        &format!("split {} best-{metric}", run.split),
-        run.dataset.len() as u64,
-    );
-    let output = run_inference(&run.dataset, &network, &config.engine, &mut progress)?;
-    progress.finish();
-    if output.had_nan {
+    // One network for all elements, or (multi-network MAPS) one per element.
+    let networks: Vec<Option<usize>> = if maps.multi_network {
+        (0..run.dataset.extraction.count()).map(Some).collect()
+    } else {
+        vec![None]
+    };
+    let mut rows = Vec::with_capacity(run.dataset.len());
+    let mut blocks = Vec::new();
+    let mut had_nan = false;
+    for network in &networks {
+        let checkpoint = layout.checkpoint(run.split, metric, *network);
+        let checkpoint_abs =
+            std::path::absolute(&checkpoint).unwrap_or_else(|_| checkpoint.clone());
+        ui::info(&format!(
+            "Loading model trained for split {} selected according to best validation {metric} at path {}.",
+            run.split,
+            checkpoint_abs.display()
+        ));
+        let model = crate::networks::load_network(maps, &checkpoint, config.engine.device)?;
+        let restricted;
+        let dataset = match network {
+            Some(n) => {
+                restricted = run.dataset.restricted_to(*n);
+                &restricted
+            }
+            None => &run.dataset,
+        };
+        let label = match network {
+            Some(n) => format!("split {} best-{metric} network {n}", run.split),
+            None => format!("split {} best-{metric}", run.split),
+        };
+        let unit = format!("{}s", maps.mode.name()).replace("patchs", "patches");
+        let mut progress = ui::Progress::new(&label, &unit, dataset.len() as u64);
+        let output = run_inference(dataset, &model, &config.engine, &mut progress)?;
+        progress.finish();
+        had_nan |= output.had_nan;
+        if let Some(loss) = output.loss {
+            ui::info(&format!(
+                "{} level {} loss is {} for model selected on {metric}",
+                maps.mode.name(),
+                config.group,
+                crate::output::pyrepr::repr_f64(f64::from(loss))
+            ));
+            blocks.push((
+                mode_level_metrics(config.engine.task, &output.rows, n_classes(config)),
+                loss,
+            ));
+        }
+        rows.extend(output.rows);
+    }
+    if had_nan {
         ui::warn("NaN values were found in your images and will be removed.");
     }
-    write_results(config, &set, &output, metric)?;
-    set.commit()?;
-    Ok(())
+    write_results(config, run, &set, &rows, &blocks, metric)?;
+    set.commit()
 }
 
-fn write_results(
-    config: &PredictConfig,
-    set: &ResultSet,
-    output: &InferenceOutput,
-    metric: &str,
-) -> Result<()> {
-    let mode = config.maps.mode;
-    let level = mode.name();
-    let n_classes = config.maps.output_size.unwrap_or(1);
-    let name = crate::maps::layout::results_tsv_name(&config.group, level, "prediction");
-    let path = set.file(&name);
-    let file = std::fs::File::create(&path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    write_prediction_tsv(BufWriter::new(file), mode, &output.rows, n_classes)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    if let Some(loss) = output.loss {
-        let table = mode_level_metrics(config.engine.task, &output.rows, n_classes);
-        let losses = [("loss".to_owned(), f64::from(loss))];
-        let name = crate::maps::layout::results_tsv_name(&config.group, level, "metrics");
-        let path = set.file(&name);
-        let file = std::fs::File::create(&path)
-            .with_context(|| format!("cannot write `{}`", path.display()))?;
-        metrics::write_metrics_table(BufWriter::new(file), &table.0, Some(&table.1), &losses)
-            .with_context(|| format!("cannot write `{}`", path.display()))?;
-        ui::info(&format!(
-            "{level} level {} loss is {} for model selected on {metric}",
-            config.group,
-            crate::output::pyrepr::repr_f64(f64::from(loss))
-        ));
-    }
-    Ok(())
+fn n_classes(config: &PredictConfig) -> usize {
+    config.maps.output_size.unwrap_or(1)
+}
+
+fn create(path: &Path) -> Result<BufWriter<std::fs::File>> {
+    Ok(BufWriter::new(std::fs::File::create(path).with_context(
+        || format!("cannot write `{}`", path.display()),
+    )?))
 }
 
 type MetricTable = (
@@ -137,7 +153,151 @@ type MetricTable = (
     Vec<metrics::ConfidenceInterval>,
 );
 
-/// Metrics and confidence intervals of the mode-level rows.
+/// Writes the mode-level TSVs and, outside image mode, the image-level ones.
+fn write_results(
+    config: &PredictConfig,
+    run: &SplitRun,
+    set: &ResultSet,
+    rows: &[Row],
+    blocks: &[(MetricTable, f32)],
+    metric: &str,
+) -> Result<()> {
+    let mode = config.maps.mode;
+    let level = mode.name();
+    let group = &config.group;
+    let path = set.file(&results_tsv_name(group, level, "prediction"));
+    write_prediction_tsv(create(&path)?, mode.name(), rows, n_classes(config))
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    let metrics_path = set.file(&results_tsv_name(group, level, "metrics"));
+    if !blocks.is_empty() {
+        let mut w = create(&metrics_path)?;
+        for (network, ((table, ci), loss)) in blocks.iter().enumerate() {
+            let losses = [("loss".to_owned(), f64::from(*loss))];
+            metrics::write_metrics_table(&mut w, table, Some(ci), &losses)
+                .with_context(|| format!("cannot write `{}`", metrics_path.display()))?;
+            if config.maps.multi_network {
+                metrics::write_network_separator_row(&mut w, network, table.len() + 2)?;
+            }
+        }
+        w.flush()?;
+    }
+    if mode == Mode::Image {
+        return Ok(());
+    }
+    // Image level (predict.md §9), also with --skip_leak_check (1.6.1 then silently skips it).
+    let image_prediction = set.file(&results_tsv_name(group, "image", "prediction"));
+    let image_metrics = set.file(&results_tsv_name(group, "image", "metrics"));
+    if config.maps.num_networks <= 1 {
+        // One element per image: the element-level results are the image-level ones.
+        write_prediction_tsv(create(&image_prediction)?, "image", rows, n_classes(config))?;
+        if !blocks.is_empty() {
+            std::fs::copy(&metrics_path, &image_metrics)
+                .with_context(|| format!("cannot write `{}`", image_metrics.display()))?;
+        }
+        return Ok(());
+    }
+    let validation = validation_rows(config, run, rows, metric)?;
+    let image_rows = match config.engine.task {
+        Task::Classification => {
+            let weights =
+                ensemble::soft_voting_weights(&validation, config.maps.selection_threshold);
+            ensemble::soft_vote(rows, &weights, n_classes(config))?
+        }
+        Task::Regression => ensemble::mean_vote(rows)?,
+        Task::Reconstruction => return Ok(()),
+    };
+    write_prediction_tsv(
+        create(&image_prediction)?,
+        mode.name(),
+        &image_rows,
+        n_classes(config),
+    )?;
+    if !blocks.is_empty() {
+        let (table, _) = mode_level_metrics(config.engine.task, &image_rows, n_classes(config));
+        let mut w = create(&image_metrics)?;
+        metrics::write_metrics_table(&mut w, &table, None, &[])?;
+        w.flush()?;
+    }
+    Ok(())
+}
+
+/// The element-level validation predictions that weight soft voting: the group's own rows for
+/// `train`/`validation`, else `split-<k>/best-<m>/validation/validation_<mode>_level_prediction.tsv`.
+fn validation_rows(
+    config: &PredictConfig,
+    run: &SplitRun,
+    rows: &[Row],
+    metric: &str,
+) -> Result<Vec<Row>> {
+    if is_training_group(&config.group) {
+        return Ok(rows.to_vec());
+    }
+    let path = validation_predictions_path(config, run.split, metric);
+    read_prediction_rows(&path, config.maps.mode.name(), config.engine.task)
+}
+
+/// Where the validation predictions of a split and selection metric are.
+pub fn validation_predictions_path(config: &PredictConfig, split: u32, metric: &str) -> PathBuf {
+    config.layout.results_tsv(
+        split,
+        metric,
+        "validation",
+        config.maps.mode.name(),
+        "prediction",
+    )
+}
+
+/// Reads a prediction TSV back into rows (the columns soft voting needs).
+pub fn read_prediction_rows(path: &Path, mode: &str, task: Task) -> Result<Vec<Row>> {
+    let table = Table::read(path)?;
+    let column = |name: &str| table.require_column(name, path);
+    let (p, s, id) = (
+        column("participant_id")?,
+        column("session_id")?,
+        column(&format!("{mode}_id"))?,
+    );
+    let (t, pred) = (column("true_label")?, column("predicted_label")?);
+    let mut rows = Vec::with_capacity(table.rows.len());
+    for (i, r) in table.rows.iter().enumerate() {
+        let bad = |what: &str| {
+            anyhow::anyhow!(
+                "`{}` line {}: `{what}` is not a number",
+                path.display(),
+                i + 2
+            )
+        };
+        let element_id = match &r[id] {
+            Cell::Int(v) if *v >= 0 => *v as usize,
+            _ => return Err(bad(&format!("{mode}_id"))),
+        };
+        let values = match task {
+            Task::Classification => {
+                let int = |c: &Cell, what: &str| match c {
+                    Cell::Int(v) => Ok(*v),
+                    _ => Err(bad(what)),
+                };
+                RowValues::Classification {
+                    true_label: int(&r[t], "true_label")?,
+                    predicted_label: int(&r[pred], "predicted_label")?,
+                    probabilities: Vec::new(),
+                }
+            }
+            _ => RowValues::Regression {
+                true_label: r[t].as_f64(),
+                predicted_label: r[pred].as_f64().ok_or_else(|| bad("predicted_label"))?,
+            },
+        };
+        rows.push(Row {
+            participant_id: r[p].py_str(),
+            session_id: r[s].py_str(),
+            element_id,
+            values,
+        });
+    }
+    Ok(rows)
+}
+
+/// Metrics and confidence intervals of element-level rows.
 fn mode_level_metrics(task: Task, rows: &[Row], n_classes: usize) -> MetricTable {
     match task {
         Task::Classification => {

@@ -83,6 +83,62 @@ fn image_regression_matches_clinicadl() {
 }
 
 #[test]
+fn patch_classification_matches_clinicadl() {
+    if let Some(reference) = reference_dir() {
+        check_case(&reference.join("patch_classification"));
+    }
+}
+
+#[test]
+fn patch_skip_leak_check_keeps_image_level_results() {
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    let case = Case::prepare(&reference.join("patch_classification"), "test");
+    let out = case.predict(&["--skip_leak_check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = case.maps().join("split-0/best-loss/test");
+    for name in [
+        "test_image_level_prediction.tsv",
+        "test_image_level_metrics.tsv",
+    ] {
+        let expected =
+            std::fs::read_to_string(case.source.join("maps/split-0/best-loss/test").join(name))
+                .unwrap();
+        assert_tsv_close(
+            &std::fs::read_to_string(dir.join(name)).unwrap(),
+            &expected,
+            REL,
+            None,
+            name,
+        );
+    }
+}
+
+#[test]
+fn patch_without_validation_predictions_is_refused_up_front() {
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    let case = Case::prepare(&reference.join("patch_classification"), "test");
+    let validation = case
+        .maps()
+        .join("split-0/best-loss/validation/validation_patch_level_prediction.tsv");
+    std::fs::remove_file(&validation).unwrap();
+    let before = tree_digest(&case.maps());
+    let out = case.predict(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("validation_patch_level_prediction.tsv")
+            && err.contains("are missing")
+            && err.contains("weighted by each element's accuracy"),
+        "{err}"
+    );
+    assert!(tree_digest(&case.maps()) == before, "the MAPS changed");
+}
+
+#[test]
 fn bundled_example_matches_clinicadl() {
     check_case(&repo().join("examples/image_classification"));
 }
