@@ -43,6 +43,8 @@ pub struct InferenceOutput {
     pub loss: Option<f32>,
     /// Whether NaN values were removed from some input.
     pub had_nan: bool,
+    /// Time spent in forward passes (device copies, network, loss, copy back).
+    pub forward_time: std::time::Duration,
 }
 
 fn batch_targets(dataset: &Dataset, batch: &Batch, task: Task) -> Result<Tensor> {
@@ -79,6 +81,7 @@ pub fn run_inference(
     let _guard = tch::no_grad_guard();
     let mut rows = Vec::with_capacity(dataset.len());
     let mut loss_total: Option<f32> = None;
+    let mut forward_time = std::time::Duration::ZERO;
     let mut shape: Vec<i64> = vec![0];
     shape.extend(dataset.element_shape.iter().map(|&d| d as i64));
     let had_nan = for_each_batch(dataset, options.batch_size, options.n_proc, |batch| {
@@ -95,6 +98,7 @@ pub fn run_inference(
                 false,
             )?
         };
+        let started = std::time::Instant::now();
         let (output, loss) = tch::autocast(options.amp, || -> Result<(Tensor, Option<f32>)> {
             let output = network
                 .forward(&input)
@@ -117,6 +121,7 @@ pub fn run_inference(
             loss_total = Some(loss_total.unwrap_or(0.0) + l);
         }
         let output = output.f_to_device(Device::Cpu)?;
+        forward_time += started.elapsed();
         let width = output.size().get(1).copied().unwrap_or(1) as usize;
         let logits: Vec<f32> = Vec::<f32>::try_from(output.f_flatten(0, -1)?)?;
         let probabilities: Option<Vec<f32>> = match options.task {
@@ -173,5 +178,6 @@ pub fn run_inference(
         rows,
         loss: loss_total,
         had_nan,
+        forward_time,
     })
 }

@@ -116,6 +116,11 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
         let mut progress = ui::Progress::new(&label, &unit, dataset.len() as u64);
         let output = run_inference(dataset, &model, &config.engine, &mut progress)?;
         progress.finish();
+        ui::debug(&format!(
+            "forward passes: {:.3} s for {} elements",
+            output.forward_time.as_secs_f64(),
+            dataset.len()
+        ));
         had_nan |= output.had_nan;
         if let Some(loss) = output.loss {
             ui::info(&format!(
