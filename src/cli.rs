@@ -153,6 +153,11 @@ pub struct PredictArgs {
     #[arg(long = "batch_size", value_name = "INTEGER", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Computational resources")]
     pub batch_size: u32,
 
+    /// Check everything a run needs and print what it would do (splits, selection metrics,
+    /// sessions, files written), without writing anything.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+
     /// Overwrite the results of DATA_GROUP (and redefine it when --caps_directory or
     /// --participants_tsv is given).
     #[arg(short = 'o', long = "overwrite")]

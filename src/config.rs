@@ -337,13 +337,6 @@ fn caps_root(stored: &Path) -> PathBuf {
 /// Turns the command line into a checked [`PredictConfig`]. Nothing is written.
 pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
     let maps_dir = &args.input_maps_directory;
-    if !maps_dir.exists() {
-        return Err(UsageError::new(format!(
-            "invalid value for 'INPUT_MAPS_DIRECTORY': path `{}` does not exist",
-            maps_dir.display()
-        ))
-        .into());
-    }
     let device = resolve_device(args)?;
     let layout = MapsLayout::new(maps_dir);
     let maps = read_maps_json(maps_dir)?;

@@ -33,8 +33,21 @@ pub mod ui;
 
 use anyhow::Result;
 
-/// Runs `clinicadl-rs predict` with parsed arguments.
+/// Runs `clinicadl-rs predict` with parsed arguments (or, with `--dry-run`, prints its plan).
 pub fn predict(args: &cli::PredictArgs) -> Result<()> {
+    let maps = &args.input_maps_directory;
+    if !maps.is_dir() {
+        return Err(error::UsageError::new(format!(
+            "invalid value for 'INPUT_MAPS_DIRECTORY': `{}` is not a folder",
+            maps.display()
+        ))
+        .into());
+    }
+    if args.dry_run {
+        let config = config::resolve(args)?;
+        return output::plan::print_plan(&config, std::io::stdout().lock());
+    }
+    let _lock = maps::lock::GroupLock::acquire(maps, &args.data_group)?;
     let config = config::resolve(args)?;
     predict::execute(&config)
 }

@@ -4,3 +4,4 @@
 pub mod group;
 pub mod json;
 pub mod layout;
+pub mod lock;

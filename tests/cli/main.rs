@@ -6,4 +6,5 @@
 mod errors;
 mod harness;
 mod parity;
+mod safety;
 mod torch_readback;

@@ -1,0 +1,117 @@
+//! A lock per MAPS and data group, so that two runs predicting the same group at once cannot
+//! interleave their writes: `MAPS/.clinicadl-rs-<group>.lock` holds the owner's pid, host, start
+//! time and command line. A second run fails at once naming the holder; the lock of a process
+//! that no longer exists (killed, crashed) is recovered.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// A held lock; released when dropped.
+#[derive(Debug)]
+pub struct GroupLock {
+    path: PathBuf,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+impl GroupLock {
+    /// Takes the lock of `group` in the MAPS at `maps`.
+    pub fn acquire(maps: &Path, group: &str) -> Result<GroupLock> {
+        let path = maps.join(format!(".clinicadl-rs-{group}.lock"));
+        for _ in 0..3 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    let command: Vec<String> = std::env::args().collect();
+                    writeln!(
+                        file,
+                        "pid={}\nhost={}\nstarted={}\ncommand={}",
+                        std::process::id(),
+                        hostname(),
+                        chrono::Local::now().format("%Y-%m-%d %H:%M:%S"),
+                        command.join(" ")
+                    )
+                    .with_context(|| format!("cannot write the lock file `{}`", path.display()))?;
+                    return Ok(GroupLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let field = |name: &str| {
+                        text.lines()
+                            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    let pid: Option<u32> = field("pid").parse().ok();
+                    let same_host = field("host") == hostname() || field("host").is_empty();
+                    match pid {
+                        Some(pid) if same_host && !pid_alive(pid) => {
+                            // Stale: its owner is gone.
+                            let _ = std::fs::remove_file(&path);
+                        }
+                        _ => bail!(
+                            "the data group `{group}` of this MAPS is being predicted by another run (pid {}, host {}, started {}: `{}`); wait for it to finish, or delete `{}` if that run is gone",
+                            field("pid"),
+                            field("host"),
+                            field("started"),
+                            field("command"),
+                            path.display()
+                        ),
+                    }
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "cannot create the lock file `{}`: the MAPS must be writable",
+                            path.display()
+                        )
+                    });
+                }
+            }
+        }
+        bail!("cannot take the lock `{}`", path.display())
+    }
+}
+
+impl Drop for GroupLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_fails_and_stale_lock_is_recovered() {
+        let d = tempfile::tempdir().unwrap();
+        let lock = GroupLock::acquire(d.path(), "test").unwrap();
+        let e = GroupLock::acquire(d.path(), "test")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        assert!(GroupLock::acquire(d.path(), "other").is_ok());
+        drop(lock);
+        assert!(!d.path().join(".clinicadl-rs-test.lock").exists());
+        std::fs::write(
+            d.path().join(".clinicadl-rs-test.lock"),
+            format!("pid=4000000000\nhost={}\n", hostname()),
+        )
+        .unwrap();
+        let _again = GroupLock::acquire(d.path(), "test").unwrap();
+    }
+}
