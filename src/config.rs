@@ -5,11 +5,10 @@
 //! ClinicaDL: the checks of `clinicadl.predict.predict_cli.cli`, `MapsManager.__init__`,
 //! `MapsManager.predict` (up to the loop over splits) and `_check_data_group`.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::{Context, Result, bail};
 use tch::Device;
 
+use crate::caps::cohorts::{CapsMapping, caps_mapping, load_multi_cohort_participants};
 use crate::caps::dataset::{Dataset, DatasetOptions};
 use crate::caps::participants::load_participants;
 use crate::cli::PredictArgs;
@@ -48,8 +47,8 @@ pub struct SplitRun {
     pub group: GroupDefinition,
     /// The checked dataset.
     pub dataset: Dataset,
-    /// CAPS root of the group, resolved.
-    pub caps_directory: PathBuf,
+    /// CAPS root of each cohort of the group.
+    pub caps: CapsMapping,
 }
 
 /// Everything a prediction run needs, checked.
@@ -110,7 +109,6 @@ fn check_unsupported_options(args: &PredictArgs, maps: &MapsJson) -> Result<()> 
         (args.save_tensor, "--save_tensor"),
         (args.save_nifti, "--save_nifti"),
         (args.save_latent_tensor, "--save_latent_tensor"),
-        (args.multi_cohort, "--multi_cohort"),
     ] {
         if given {
             return Err(
@@ -252,19 +250,27 @@ fn resolve_group(
     } else {
         args.diagnoses.clone()
     };
-    let participants = load_participants(tsv, &diagnoses)?;
+    let participants = if args.multi_cohort {
+        load_multi_cohort_participants(tsv, &diagnoses)?
+    } else {
+        load_participants(tsv, &diagnoses)?
+    };
+    // Checked now (1.6.1 only reads it once the group is written).
+    caps_mapping(caps, args.multi_cohort)?;
     let data = group_data_table(&participants, maps.label.as_deref(), label);
     let definition = GroupDefinition {
         name: group.to_owned(),
         data,
         caps_directory: stored_caps_path(caps)?,
-        multi_cohort: false,
+        multi_cohort: args.multi_cohort,
     };
     if exists && !args.overwrite {
         // Identical data given again: reuse the group (1.6.1 refuses any data for an existing group).
         let current = read_group(layout, group, 0).ok();
         if current.is_some_and(|c| {
-            c.data == definition.data && c.caps_directory == definition.caps_directory
+            c.data == definition.data
+                && c.caps_directory == definition.caps_directory
+                && c.multi_cohort == definition.multi_cohort
         }) {
             return Ok(GroupAction::Reuse);
         }
@@ -328,12 +334,6 @@ fn check_elements(
     Ok(())
 }
 
-/// Resolves a CAPS path stored in a group definition (relative paths: against the current
-/// directory, as 1.6.1 does).
-fn caps_root(stored: &Path) -> PathBuf {
-    stored.to_owned()
-}
-
 /// Turns the command line into a checked [`PredictConfig`]. Nothing is written.
 pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
     let maps_dir = &args.input_maps_directory;
@@ -354,7 +354,7 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
             GroupAction::Write { definition, .. } => definition.clone(),
             GroupAction::Reuse => read_group(&layout, &args.data_group, split)?,
         };
-        let caps_directory = caps_root(&group.caps_directory);
+        let caps = caps_mapping(&group.caps_directory, group.multi_cohort)?;
         let data_path = layout
             .group_definition_dir(&args.data_group, split)
             .join("data.tsv");
@@ -362,7 +362,7 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
             use_labels,
             label: label.as_deref(),
         };
-        let dataset = Dataset::build(&group.data, &data_path, &caps_directory, &maps, &options)?;
+        let dataset = Dataset::build(&group.data, &data_path, &caps, &maps, &options)?;
         // A systematic mismatch (wrong CAPS, wrong input_size) shows on the first session.
         dataset.load_session(0)?;
         check_elements(
@@ -378,7 +378,7 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
             selection_metrics,
             group,
             dataset,
-            caps_directory,
+            caps,
         });
     }
     let engine = EngineOptions {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::cohorts::CapsMapping;
 use super::elements::Extraction;
 use super::paths::{FilePattern, file_pattern, image_tensor_path};
 use super::transforms::{Element, Transforms};
@@ -123,11 +124,13 @@ impl Dataset {
     pub fn build(
         data: &Table,
         data_path: &Path,
-        caps: &Path,
+        caps: &CapsMapping,
         maps: &MapsJson,
         options: &DatasetOptions,
     ) -> Result<Dataset> {
-        check_caps_directory(caps)?;
+        for (_, root) in caps {
+            check_caps_directory(root)?;
+        }
         let pattern: FilePattern = file_pattern(&maps.preprocessing)?;
         let p = data.require_column("participant_id", data_path)?;
         let s = data.require_column("session_id", data_path)?;
@@ -160,7 +163,17 @@ impl Dataset {
                 },
                 None => Label::Absent,
             };
-            let image_path = match image_tensor_path(caps, &participant_id, &session_id, &pattern) {
+            let session_cohort = cohort
+                .map(|c| row[c].py_str())
+                .unwrap_or_else(|| "single".into());
+            let Some((_, root)) = caps.iter().find(|(name, _)| *name == session_cohort) else {
+                problems.push(format!(
+                    "({participant_id} | {session_id}): cohort `{session_cohort}` has no CAPS (cohorts: {})",
+                    caps.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+                continue;
+            };
+            let image_path = match image_tensor_path(root, &participant_id, &session_id, &pattern) {
                 Ok(path) => path,
                 Err(e) => {
                     problems.push(format!("({participant_id} | {session_id}): {e}"));
@@ -170,9 +183,7 @@ impl Dataset {
             sessions.push(SessionSample {
                 participant_id,
                 session_id,
-                cohort: cohort
-                    .map(|c| row[c].py_str())
-                    .unwrap_or_else(|| "single".into()),
+                cohort: session_cohort,
                 label,
                 image_path,
             });
@@ -229,7 +240,10 @@ impl Dataset {
             bail!(
                 "{n} problem(s) with the sessions of `{}` (CAPS `{}`):\n  * {}",
                 data_path.display(),
-                caps.display(),
+                caps.iter()
+                    .map(|(_, p)| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join("`, `"),
                 problems.join("\n  * ")
             );
         }
@@ -316,7 +330,18 @@ impl Dataset {
 
 /// Reads a tensor file as a C-order float32 element.
 fn read_element(path: &Path) -> Result<Element> {
+    use crate::torchfile::DType;
     let tensor = crate::torchfile::read_tensor(path)?;
+    if !matches!(
+        tensor.dtype,
+        DType::F16 | DType::BF16 | DType::F32 | DType::F64
+    ) {
+        bail!(
+            "the tensor `{}` holds {} values; CAPS tensors are floating-point images (re-run `clinicadl prepare-data`)",
+            path.display(),
+            tensor.dtype.name()
+        );
+    }
     let data = tensor
         .to_f32_vec()
         .with_context(|| format!("cannot decode the tensor `{}`", path.display()))?;

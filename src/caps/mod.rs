@@ -1,6 +1,7 @@
 //! The data side: participants TSVs, CAPS file patterns and paths, the evaluation transforms, and
 //! the dataset that turns a data group into network inputs.
 
+pub mod cohorts;
 pub mod dataset;
 pub mod elements;
 pub mod participants;

@@ -2,7 +2,6 @@
 //! timestamp and the CAPS mapping printed as a Python dict of `PosixPath`s.
 
 use std::io::Write;
-use std::path::Path;
 
 /// Python `str(datetime)`: `YYYY-MM-DD HH:MM:SS.ffffff`, the fraction omitted when zero.
 pub fn python_timestamp(t: &chrono::DateTime<chrono::Local>) -> String {
@@ -44,7 +43,7 @@ pub fn write_description<W: Write>(
     mut w: W,
     group: &str,
     when: &chrono::DateTime<chrono::Local>,
-    caps: &[(String, &Path)],
+    caps: &[(String, std::path::PathBuf)],
     participants: usize,
     sessions: usize,
 ) -> std::io::Result<()> {
@@ -82,7 +81,7 @@ mod tests {
             &mut out,
             "test",
             &when,
-            &[("single".into(), Path::new("caps"))],
+            &[("single".into(), "caps".into())],
             3,
             4,
         )

@@ -73,7 +73,11 @@ pub fn print_plan<W: Write>(config: &PredictConfig, mut w: W) -> Result<()> {
             run.selection_metrics.join(", "),
             dataset.sessions.len(),
             run.group.participant_count(),
-            run.caps_directory.display(),
+            run.caps
+                .iter()
+                .map(|(_, p)| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join("`, `"),
             dataset.elements_per_session,
             maps.mode.name(),
             dataset.len()

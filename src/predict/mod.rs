@@ -77,7 +77,7 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
         ),
         &config.group,
         &chrono::Local::now(),
-        &[(String::from("single"), run.group.caps_directory.as_path())],
+        &run.caps,
         run.group.participant_count(),
         run.group.data.rows.len(),
     )?;

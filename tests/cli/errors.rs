@@ -391,3 +391,311 @@ fn checkpoint_that_does_not_fit_the_network() {
         ],
     );
 }
+
+fn edit_maps_json(d: &Path, from: &str, to: &str) {
+    let p = d.join("maps/maps.json");
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from), "{from}");
+    std::fs::write(p, text.replacen(from, to, 1)).unwrap();
+}
+
+fn first_tensor(d: &Path) -> std::path::PathBuf {
+    d.join("caps/subjects/sub-T001/ses-M000/deeplearning_prepare_data/image_based/t1_linear/sub-T001_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.pt")
+}
+
+#[test]
+fn maps_json_missing_key() {
+    expect_failure(
+        |d| edit_maps_json(d, "\"input_size\"", "\"input_sizes\""),
+        None,
+        &[],
+        1,
+        &["maps.json", "key `input_size` is missing"],
+    );
+}
+
+#[test]
+fn maps_json_unknown_mode_and_task() {
+    expect_failure(
+        |d| {
+            edit_maps_json(
+                d,
+                "\"mode\": \"image\",\n    \"split\"",
+                "\"mode\": \"voxel\",\n    \"split\"",
+            )
+        },
+        None,
+        &[],
+        1,
+        &["Mode voxel is not implemented"],
+    );
+    expect_failure(
+        |d| edit_maps_json(d, "\"classification\"", "\"segmentation\""),
+        None,
+        &[],
+        1,
+        &["network_task", "segmentation"],
+    );
+}
+
+#[test]
+fn unusable_architecture_and_bad_loss() {
+    expect_failure(
+        |d| edit_maps_json(d, "\"Conv4_FC3\"", "\"CAE_half\""),
+        None,
+        &[],
+        1,
+        &["CAE_half", "cannot be used"],
+    );
+    expect_failure(
+        |d| edit_maps_json(d, "\"CrossEntropyLoss\"", "\"MSELoss\""),
+        None,
+        &[],
+        1,
+        &["Classification loss must be chosen in"],
+    );
+}
+
+#[test]
+fn truncated_checkpoint() {
+    expect_failure(
+        |d| {
+            let p = d.join("maps/split-0/best-BA/model.pth.tar");
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+        },
+        None,
+        &[],
+        1,
+        &["split-0/best-BA/model.pth.tar"],
+    );
+}
+
+#[test]
+fn checkpoint_asking_for_a_forbidden_global_is_never_run() {
+    let marker = std::env::temp_dir().join("clinicadl-rs-pwned");
+    let _ = std::fs::remove_file(&marker);
+    expect_failure(
+        |d| {
+            std::fs::copy(
+                repo().join("tests/fixtures/torchfile/evil.pt"),
+                d.join("maps/split-0/best-loss/model.pth.tar"),
+            )
+            .unwrap();
+        },
+        None,
+        &[],
+        1,
+        &["split-0/best-loss/model.pth.tar", "os", "system"],
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn truncated_and_non_float_caps_tensors() {
+    expect_failure(
+        |d| {
+            let p = first_tensor(d);
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &bytes[..bytes.len() - 100]).unwrap();
+        },
+        None,
+        &[],
+        1,
+        &["sub-T001_ses-M000"],
+    );
+    expect_failure(
+        |d| {
+            std::fs::copy(
+                repo().join("tests/fixtures/torchfile/dtypes.pt"),
+                first_tensor(d),
+            )
+            .map(|_| ())
+            .unwrap()
+        },
+        None,
+        &[],
+        1,
+        &["sub-T001_ses-M000"],
+    );
+}
+
+#[test]
+fn participants_tsv_problems() {
+    let with = |name: &str| {
+        args(&[
+            "{case}/maps",
+            "x",
+            "--caps_directory",
+            "{case}/caps",
+            "--participants_tsv",
+            &format!("{{case}}/tsv/{name}"),
+            "--no-gpu",
+        ])
+    };
+    expect_failure(
+        |_| {},
+        with("nope.tsv"),
+        &[],
+        2,
+        &["--participants_tsv", "nope.tsv", "does not exist"],
+    );
+    expect_failure(
+        |d| std::fs::write(d.join("tsv/empty.tsv"), "").unwrap(),
+        with("empty.tsv"),
+        &[],
+        1,
+        &["empty.tsv", "empty"],
+    );
+    expect_failure(
+        |d| {
+            std::fs::write(
+                d.join("tsv/nopid.tsv"),
+                "session_id\tdiagnosis\nses-M000\tAD\n",
+            )
+            .unwrap()
+        },
+        with("nopid.tsv"),
+        &[],
+        1,
+        &["nopid.tsv", "participant_id"],
+    );
+    expect_failure(
+        |d| {
+            std::fs::write(d.join("tsv/dup.tsv"), "participant_id\tsession_id\tdiagnosis\nsub-T001\tses-M000\tAD\nsub-T001\tses-M000\tAD\n").unwrap()
+        },
+        with("dup.tsv"),
+        &[],
+        1,
+        &["dup.tsv", "more than once", "sub-T001 ses-M000"],
+    );
+    expect_failure(
+        |d| {
+            std::fs::write(
+                d.join("tsv/ghost.tsv"),
+                "participant_id\tsession_id\tdiagnosis\nsub-T001\tses-M999\tAD\n",
+            )
+            .unwrap()
+        },
+        with("ghost.tsv"),
+        &[],
+        1,
+        &["(sub-T001 | ses-M999)", "no file matching"],
+    );
+    expect_failure(
+        |d| {
+            std::fs::write(
+                d.join("tsv/mcionly.tsv"),
+                "participant_id\tsession_id\tdiagnosis\nsub-T001\tses-M000\tMCI\n",
+            )
+            .unwrap()
+        },
+        with("mcionly.tsv"),
+        &[],
+        1,
+        &[
+            "diagnoses wanted ['AD', 'CN'] were not found",
+            "mcionly.tsv",
+        ],
+    );
+}
+
+#[test]
+fn label_column_absent() {
+    expect_failure(
+        |_| {},
+        None,
+        &["--label", "weight"],
+        1,
+        &["no label column `weight`"],
+    );
+}
+
+#[test]
+fn multi_cohort_tsv_malformed() {
+    expect_failure(
+        |d| {
+            std::fs::write(d.join("tsv/cohorts.tsv"), "cohort\tdiagnoses\nA\tAD\n").unwrap();
+            std::fs::write(d.join("tsv/caps.tsv"), "cohort\tpath\nA\t/x\n").unwrap();
+        },
+        args(&[
+            "{case}/maps",
+            "x",
+            "--multi_cohort",
+            "--caps_directory",
+            "{case}/tsv/caps.tsv",
+            "--participants_tsv",
+            "{case}/tsv/cohorts.tsv",
+            "--no-gpu",
+        ]),
+        &[],
+        1,
+        &["('cohort', 'diagnoses', 'path')", "cohorts.tsv"],
+    );
+    expect_failure(
+        |_| {},
+        args(&[
+            "{case}/maps",
+            "x",
+            "--multi_cohort",
+            "--caps_directory",
+            "{case}/caps",
+            "--participants_tsv",
+            "{case}/tsv/split/test_baseline.tsv",
+            "--no-gpu",
+        ]),
+        &[],
+        1,
+        &["('cohort', 'diagnoses', 'path')"],
+    );
+}
+
+#[test]
+fn corrupt_group_definition() {
+    expect_failure(
+        |d| {
+            std::fs::create_dir_all(d.join("maps/groups/old")).unwrap();
+            std::fs::write(
+                d.join("maps/groups/old/data.tsv"),
+                "participant_id\tsession_id\nsub-T001\tses-M000\n",
+            )
+            .unwrap();
+            std::fs::write(d.join("maps/groups/old/maps.json"), "{").unwrap();
+        },
+        args(&["{case}/maps", "old", "--no-gpu"]),
+        &[],
+        1,
+        &["groups/old/maps.json", "not valid JSON"],
+    );
+}
+
+#[test]
+fn overwriting_training_groups_is_refused() {
+    expect_failure(
+        |_| {},
+        args(&["{case}/maps", "validation", "--no-gpu", "-o"]),
+        &[],
+        2,
+        &["Cannot overwrite train or validation data group."],
+    );
+}
+
+#[test]
+fn batch_size_zero_is_a_usage_error() {
+    expect_failure(|_| {}, None, &["--batch_size", "0"], 2, &["batch_size"]);
+}
+
+#[test]
+fn nan_values_warn_and_run() {
+    let case = Case::prepare(&repo().join("examples/image_classification"), "test");
+    let mut data = vec![0.5f32; 17 * 21 * 19];
+    data[10] = f32::NAN;
+    data[20] = 1.0;
+    clinicadl_rs::torchfile::write_tensor(&first_tensor(&case.dir), &[1, 17, 21, 19], &data, false)
+        .unwrap();
+    let out = case.predict(&["-s", "0", "-sm", "loss"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("WARNING: NaN values were found in your images and will be removed.")
+    );
+}

@@ -220,3 +220,95 @@ fn batch_size_changes_loss_not_predictions() {
         "batch 1 loss {one} vs batch 8 loss {eight}"
     );
 }
+
+#[test]
+fn multi_cohort_group_matches_single_cohort_predictions() {
+    let case = Case::prepare(&repo().join("examples/image_classification"), "test");
+    let d = &case.dir;
+    let all = std::fs::read_to_string(d.join("tsv/split/test_baseline.tsv")).unwrap();
+    let header = all.lines().next().unwrap();
+    let pick = |dx: &str| -> String {
+        let rows: Vec<&str> = all
+            .lines()
+            .skip(1)
+            .filter(|l| l.split('\t').nth(2) == Some(dx))
+            .collect();
+        format!("{header}\n{}\n", rows.join("\n"))
+    };
+    std::fs::write(d.join("tsv/ad.tsv"), pick("AD")).unwrap();
+    std::fs::write(d.join("tsv/cn.tsv"), pick("CN")).unwrap();
+    let caps = d.join("caps");
+    std::fs::write(
+        d.join("tsv/caps.tsv"),
+        format!("cohort\tpath\nA\t{0}\nB\t{0}\n", caps.display()),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("tsv/cohorts.tsv"),
+        format!(
+            "cohort\tdiagnoses\tpath\nA\tAD\t{}\nB\tCN,MCI\t{}\n",
+            d.join("tsv/ad.tsv").display(),
+            d.join("tsv/cn.tsv").display()
+        ),
+    )
+    .unwrap();
+    let maps = case.maps();
+    let out = crate::harness::run(
+        &[
+            "predict",
+            maps.to_str().unwrap(),
+            "mc",
+            "--multi_cohort",
+            "--caps_directory",
+            d.join("tsv/caps.tsv").to_str().unwrap(),
+            "--participants_tsv",
+            d.join("tsv/cohorts.tsv").to_str().unwrap(),
+            "--no-gpu",
+            "-s",
+            "0",
+        ],
+        d,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = std::fs::read_to_string(maps.join("groups/mc/maps.json")).unwrap();
+    assert!(
+        json.contains("\"multi_cohort\": true") && json.contains("caps.tsv"),
+        "{json}"
+    );
+    let data = std::fs::read_to_string(maps.join("groups/mc/data.tsv")).unwrap();
+    assert!(
+        data.lines()
+            .skip(1)
+            .all(|l| l.contains("\tA\tAD") || l.contains("\tB\tCN")),
+        "{data}"
+    );
+    let description =
+        std::fs::read_to_string(maps.join("split-0/best-loss/mc/description.log")).unwrap();
+    assert!(
+        description.contains(&format!(
+            "{{'A': PosixPath('{0}'), 'B': PosixPath('{0}')}}",
+            caps.display()
+        )),
+        "{description}"
+    );
+    // Same predictions as the single-cohort run, session by session.
+    let expected = std::fs::read_to_string(
+        case.source
+            .join("maps/split-0/best-loss/test/test_image_level_prediction.tsv"),
+    )
+    .unwrap();
+    let actual =
+        std::fs::read_to_string(maps.join("split-0/best-loss/mc/mc_image_level_prediction.tsv"))
+            .unwrap();
+    let mut a: Vec<&str> = actual.lines().collect();
+    let mut e: Vec<&str> = expected.lines().collect();
+    a.sort();
+    e.sort();
+    assert_tsv_close(
+        &a.join("\n"),
+        &e.join("\n"),
+        REL,
+        None,
+        "multi-cohort predictions",
+    );
+}
