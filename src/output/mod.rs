@@ -3,6 +3,7 @@
 //! they are written into.
 
 pub mod description;
+pub mod nifti;
 pub mod plan;
 pub mod prediction;
 pub mod pyrepr;

@@ -7,6 +7,7 @@
 pub mod engine;
 pub mod loader;
 pub mod loss;
+pub mod ssim;
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
