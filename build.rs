@@ -4,7 +4,7 @@
 //! binary neither starts without `LD_LIBRARY_PATH` nor links `libtorch_cuda` (the linker drops
 //! it as "not needed" and CUDA is never initialised). We read where torch-sys found libtorch
 //! (`DEP_TCH_LIBTORCH_LIB`, exported through its `links = "tch"` key), add an rpath to it and
-//! link `torch_cuda`/`torch` with `--no-as-needed`.
+//! link `torch_cuda`/`torch` with `--no-as-needed`, for the targets that use libtorch.
 
 use std::path::Path;
 
@@ -14,12 +14,18 @@ fn main() {
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;
     };
+    // Every target may find libtorch (the rpath adds no dependency by itself)...
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    println!("cargo:rustc-link-arg=-L{lib}");
-    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+    // ...but only the engine and the integration tests link it whole, CUDA included. The
+    // `clinicadl-rs` front binary does not link it, so `--help` and usage errors are instant.
+    let mut args = vec![format!("-L{lib}"), "-Wl,--no-as-needed".to_owned()];
     if Path::new(&lib).join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        args.push("-ltorch_cuda".to_owned());
     }
-    println!("cargo:rustc-link-arg=-ltorch");
-    println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    args.push("-ltorch".to_owned());
+    args.push("-Wl,--as-needed".to_owned());
+    for arg in &args {
+        println!("cargo:rustc-link-arg-bin=clinicadl-rs-engine={arg}");
+        println!("cargo:rustc-link-arg-tests={arg}");
+    }
 }

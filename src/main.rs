@@ -1,32 +1,47 @@
-//! The `clinicadl-rs` binary: parse the command line, run the library, turn the outcome into an
-//! exit code (see `clinicadl_rs::error`).
+//! The `clinicadl-rs` command: parses the command line (ClinicaDL's options, `--help`, usage
+//! errors) without loading libtorch, which takes about a second to load, then hands a valid
+//! command over to `clinicadl-rs-engine` (installed beside it) by `exec`, so the process, its pid
+//! and its exit code stay the same. `CLINICADL_RS_ENGINE` overrides the engine's path.
+//!
+//! This binary must not use the library crate (that would link libtorch); it compiles `cli.rs`
+//! on its own.
 
-use std::process::ExitCode;
+#[path = "cli.rs"]
+#[allow(dead_code)]
+mod cli;
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
 
 use clap::Parser;
-use clinicadl_rs::cli::{Cli, Command, normalize_args};
-use clinicadl_rs::{error, ui};
 
-fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(normalize_args(std::env::args_os())) {
-        Ok(cli) => cli,
-        Err(e) => {
-            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
-            let _ = e.print();
-            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
-        }
-    };
-    ui::set_verbose(cli.verbose);
-    let result = match &cli.command {
-        Command::Predict(args) => clinicadl_rs::predict(args),
-    };
-    match result {
-        Ok(()) => ExitCode::from(error::EXIT_SUCCESS as u8),
-        Err(e) => {
-            let code = error::exit_code(&e);
-            let hint = (code == error::EXIT_USAGE).then_some("see `clinicadl-rs predict --help`");
-            ui::print_error(&e, hint);
-            ExitCode::from(code as u8)
-        }
+fn engine_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CLINICADL_RS_ENGINE") {
+        return Some(PathBuf::from(path));
     }
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.with_file_name("clinicadl-rs-engine"))
+}
+
+#[allow(clippy::print_stderr)]
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Err(e) = cli::Cli::try_parse_from(cli::normalize_args(args.iter().cloned())) {
+        // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+        let _ = e.print();
+        return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+    }
+    let Some(engine) = engine_path() else {
+        eprintln!(
+            "error: cannot locate the clinicadl-rs executable to find clinicadl-rs-engine beside it"
+        );
+        return ExitCode::from(1);
+    };
+    let error = Command::new(&engine).args(&args[1..]).exec();
+    eprintln!(
+        "error: cannot run the engine `{}`: {error}\nhint: clinicadl-rs-engine must be installed in the same folder as clinicadl-rs (or set CLINICADL_RS_ENGINE)",
+        engine.display()
+    );
+    ExitCode::from(1)
 }
