@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use super::cohorts::CapsMapping;
 use super::elements::Extraction;
 use super::paths::{FilePattern, file_pattern, image_tensor_path};
+use super::roi::load_rois;
 use super::transforms::{Element, Transforms};
 use crate::maps::json::{MapsJson, Mode, Task};
 use crate::tsv::{Cell, Table};
@@ -195,9 +196,25 @@ impl Dataset {
                 } else {
                     None
                 };
-                Extraction::from_maps(maps, image_shape.as_deref(), |fragment| {
-                    count_element_files(&first.image_path, fragment)
-                })
+                let rois = if maps.mode == Mode::Roi {
+                    // The first cohort's masks serve every cohort (as in ClinicaDL).
+                    let (cohort, root) = &caps[0];
+                    if caps.len() > 1 {
+                        crate::ui::warn(&format!(
+                            "The equality of masks is not assessed for multi-cohort training. The masks stored in {} (cohort {cohort}) will be used.",
+                            root.display()
+                        ));
+                    }
+                    Some(load_rois(maps, root)?)
+                } else {
+                    None
+                };
+                Extraction::from_maps(
+                    maps,
+                    image_shape.as_deref(),
+                    |fragment| count_element_files(&first.image_path, fragment),
+                    rois,
+                )
                 .with_context(|| {
                     format!(
                         "cannot count the {} elements of the first session ({} | {})",

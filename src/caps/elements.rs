@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use super::roi::Rois;
 use super::transforms::Element;
 use crate::maps::json::{MapsJson, Mode};
 
@@ -40,6 +41,13 @@ pub enum Extraction {
         begin: usize,
         /// Number of slices kept.
         count: usize,
+        /// Pre-extracted files (`prepare_dl`).
+        prepare_dl: bool,
+    },
+    /// Regions of interest; id = the index in `roi_list`.
+    Roi {
+        /// The masks.
+        rois: Rois,
         /// Pre-extracted files (`prepare_dl`).
         prepare_dl: bool,
     },
@@ -78,6 +86,7 @@ impl Extraction {
         maps: &MapsJson,
         image_shape: Option<&[usize]>,
         count_files: impl Fn(&str) -> usize,
+        rois: Option<Rois>,
     ) -> Result<Extraction> {
         let dict = &maps.preprocessing.raw;
         let prepare_dl = maps.preprocessing.prepare_dl;
@@ -171,7 +180,10 @@ impl Extraction {
                     prepare_dl,
                 }
             }
-            Mode::Roi => bail!("roi mode is not supported yet by clinicadl-rs"),
+            Mode::Roi => Extraction::Roi {
+                rois: rois.context("ROI mode needs its masks")?,
+                prepare_dl,
+            },
         })
     }
 
@@ -181,6 +193,7 @@ impl Extraction {
             Extraction::Image => 1,
             Extraction::Patch { grid, .. } => grid.iter().product(),
             Extraction::Slice { count, .. } => *count,
+            Extraction::Roi { rois, .. } => rois.masks.len(),
         }
     }
 
@@ -196,9 +209,9 @@ impl Extraction {
     pub fn prepare_dl(&self) -> bool {
         match self {
             Extraction::Image => false,
-            Extraction::Patch { prepare_dl, .. } | Extraction::Slice { prepare_dl, .. } => {
-                *prepare_dl
-            }
+            Extraction::Patch { prepare_dl, .. }
+            | Extraction::Slice { prepare_dl, .. }
+            | Extraction::Roi { prepare_dl, .. } => *prepare_dl,
         }
     }
 
@@ -206,6 +219,7 @@ impl Extraction {
     pub fn element_file(&self, image: &Path, index: usize) -> PathBuf {
         let (folder, fragment) = match self {
             Extraction::Image => return image.to_owned(),
+            Extraction::Roi { rois, .. } => return rois.element_file(image, index),
             Extraction::Patch { size, stride, .. } => (
                 "patch_based",
                 format!("_patchsize-{size}_stride-{stride}_patch-{index}"),
@@ -244,6 +258,7 @@ impl Extraction {
         };
         match self {
             Extraction::Image => Ok(image.clone()),
+            Extraction::Roi { rois, .. } => rois.cut(image, index),
             Extraction::Patch {
                 size, stride, grid, ..
             } => {
@@ -391,7 +406,7 @@ mod tests {
             Path::new("m.json"),
         )
         .unwrap();
-        let e = Extraction::from_maps(&maps, Some(&[1, 36, 37, 19]), |_| 0).unwrap();
+        let e = Extraction::from_maps(&maps, Some(&[1, 36, 37, 19]), |_| 0, None).unwrap();
         // floor((36-12)/8)+1 = 4, floor((37-12)/8)+1 = 4, floor((19-12)/8)+1 = 1
         assert_eq!(
             e,
@@ -405,7 +420,7 @@ mod tests {
         maps.preprocessing
             .raw
             .insert("patch_size".into(), json!(40));
-        assert!(Extraction::from_maps(&maps, Some(&[1, 36, 37, 19]), |_| 0).is_err());
+        assert!(Extraction::from_maps(&maps, Some(&[1, 36, 37, 19]), |_| 0, None).is_err());
     }
 
     #[test]

@@ -6,4 +6,5 @@ pub mod dataset;
 pub mod elements;
 pub mod participants;
 pub mod paths;
+pub mod roi;
 pub mod transforms;
