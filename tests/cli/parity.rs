@@ -138,6 +138,42 @@ fn patch_without_validation_predictions_is_refused_up_front() {
     assert!(tree_digest(&case.maps()) == before, "the MAPS changed");
 }
 
+/// The project's own ClinicaDL 1.6.1 cases (tests/fixtures/clinicadl, made by
+/// scripts/fixtures/make_clinicadl_cases.py).
+fn fixture(name: &str) -> std::path::PathBuf {
+    repo().join("tests/fixtures/clinicadl").join(name)
+}
+
+#[test]
+fn roi_classification_matches_clinicadl() {
+    check_case(&fixture("roi_classification"));
+}
+
+#[test]
+fn slice_rgb_classification_matches_clinicadl() {
+    check_case(&fixture("slice_rgb_classification"));
+}
+
+#[test]
+fn slice_single_regression_matches_clinicadl() {
+    check_case(&fixture("slice_single_regression"));
+}
+
+#[test]
+fn patch_on_the_fly_with_overlapping_strides_matches_clinicadl() {
+    check_case(&fixture("patch_onthefly_overlap"));
+}
+
+#[test]
+fn patch_multi_network_matches_clinicadl() {
+    check_case(&fixture("patch_multinetwork"));
+}
+
+#[test]
+fn patch_regression_matches_clinicadl() {
+    check_case(&fixture("patch_regression"));
+}
+
 #[test]
 fn bundled_example_matches_clinicadl() {
     check_case(&repo().join("examples/image_classification"));
