@@ -13,7 +13,7 @@ use super::cohorts::CapsMapping;
 use super::elements::Extraction;
 use super::paths::{FilePattern, file_pattern, image_tensor_path};
 use super::roi::load_rois;
-use super::transforms::{Element, Transforms};
+use super::transforms::{Element, Notes, Transforms};
 use crate::maps::json::{MapsJson, Mode, Task};
 use crate::tsv::{Cell, Table};
 
@@ -303,15 +303,15 @@ impl Dataset {
     }
 
     /// Reads a session's data once and returns its transformed elements with their
-    /// `<mode>_id`, in element order, and whether NaN values were removed.
-    pub fn load_session(&self, index: usize) -> Result<(Vec<(usize, Element)>, bool)> {
+    /// `<mode>_id`, in element order, and what the transforms met.
+    pub fn load_session(&self, index: usize) -> Result<(Vec<(usize, Element)>, Notes)> {
         let session = &self.sessions[index];
         let whole = if self.extraction.prepare_dl() {
             None
         } else {
             Some(read_element(&session.image_path)?)
         };
-        let mut had_nan = false;
+        let mut notes = Notes::default();
         let mut elements = Vec::with_capacity(self.selected.len());
         for &position in &self.selected {
             let (mut element, source) = match &whole {
@@ -325,7 +325,7 @@ impl Dataset {
                 }
             };
             let raw_shape = element.shape.clone();
-            had_nan |= self.transforms.apply(&mut element);
+            notes |= self.transforms.apply(&mut element);
             if element.shape != self.element_shape {
                 bail!(
                     "({} | {}): {} {} of `{}` has shape {:?} ({:?} after the transforms) but the model expects {:?} (maps.json `input_size`)",
@@ -341,7 +341,7 @@ impl Dataset {
             }
             elements.push((self.extraction.element_id(position), element));
         }
-        Ok((elements, had_nan))
+        Ok((elements, notes))
     }
 }
 

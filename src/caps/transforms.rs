@@ -41,17 +41,18 @@ impl Transforms {
         })
     }
 
-    /// Applies NaN removal, MinMax and size reduction in ClinicaDL's order. Returns whether
-    /// NaN values were found (ClinicaDL warns once per dataset).
-    pub fn apply(&self, element: &mut Element) -> bool {
-        let had_nan = remove_nan(&mut element.data);
-        if self.normalize {
-            min_max(&mut element.data);
-        }
+    /// Applies NaN removal, MinMax and size reduction in ClinicaDL's order, noting what the
+    /// user should be warned of.
+    pub fn apply(&self, element: &mut Element) -> Notes {
+        let nan_removed = remove_nan(&mut element.data);
+        let constant = self.normalize && !min_max(&mut element.data);
         if let Some(factor) = self.size_reduction {
             *element = reduce_size(element, factor);
         }
-        had_nan
+        Notes {
+            nan_removed,
+            constant_elements: usize::from(constant),
+        }
     }
 
     /// The shape an element of `shape` has after the transforms.
@@ -90,16 +91,38 @@ pub fn remove_nan(data: &mut [f32]) -> bool {
 }
 
 /// `(x − min) / (max − min)` in float32, subtraction then division (ClinicaDL:
-/// `MinMaxNormalization`). A constant element becomes NaN as in 1.6.1 (0/0).
-pub fn min_max(data: &mut [f32]) {
+/// `MinMaxNormalization`). A constant element, which 1.6.1 turns into NaN (0/0) and so into
+/// NaN predictions, becomes all zeros here; returns false for it.
+pub fn min_max(data: &mut [f32]) -> bool {
     let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
     for &v in data.iter() {
         lo = lo.min(v);
         hi = hi.max(v);
     }
     let range = hi - lo;
+    if !(range > 0.0 && range.is_finite()) {
+        data.fill(0.0);
+        return false;
+    }
     for v in data.iter_mut() {
         *v = (*v - lo) / range;
+    }
+    true
+}
+
+/// What the transforms met, for warnings (ClinicaDL warns once per dataset).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Notes {
+    /// NaN values were replaced.
+    pub nan_removed: bool,
+    /// Elements that were constant (MinMax gave zeros).
+    pub constant_elements: usize,
+}
+
+impl std::ops::BitOrAssign for Notes {
+    fn bitor_assign(&mut self, other: Notes) {
+        self.nan_removed |= other.nan_removed;
+        self.constant_elements += other.constant_elements;
     }
 }
 
@@ -171,8 +194,8 @@ mod tests {
         min_max(&mut a);
         assert_eq!(a, vec![0.0, 1.0, 0.5]);
         let mut c = vec![1.0f32, 1.0];
-        min_max(&mut c);
-        assert!(c.iter().all(|v| v.is_nan()));
+        assert!(!min_max(&mut c));
+        assert_eq!(c, vec![0.0, 0.0]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tch::{Device, Kind, Tensor};
 use super::loader::{Batch, for_each_batch};
 use super::loss::Loss;
 use crate::caps::dataset::{Dataset, Label};
+use crate::caps::transforms::Notes;
 use crate::maps::json::Task;
 use crate::networks::Network;
 use crate::rows::{Row, RowValues, first_argmax};
@@ -41,8 +42,8 @@ pub struct InferenceOutput {
     pub rows: Vec<Row>,
     /// Σ of the per-batch mean losses (float32), when labels are used.
     pub loss: Option<f32>,
-    /// Whether NaN values were removed from some input.
-    pub had_nan: bool,
+    /// What the transforms met (NaN values, constant elements).
+    pub notes: Notes,
     /// Time spent in forward passes (device copies, network, loss, copy back).
     pub forward_time: std::time::Duration,
 }
@@ -84,7 +85,7 @@ pub fn run_inference(
     let mut forward_time = std::time::Duration::ZERO;
     let mut shape: Vec<i64> = vec![0];
     shape.extend(dataset.element_shape.iter().map(|&d| d as i64));
-    let had_nan = for_each_batch(dataset, options.batch_size, options.n_proc, |batch| {
+    let notes = for_each_batch(dataset, options.batch_size, options.n_proc, |batch| {
         let n = batch.elements.len();
         shape[0] = n as i64;
         let input = Tensor::f_from_slice(&batch.data)?.f_reshape(shape.as_slice())?;
@@ -177,7 +178,7 @@ pub fn run_inference(
     Ok(InferenceOutput {
         rows,
         loss: loss_total,
-        had_nan,
+        notes,
         forward_time,
     })
 }

@@ -11,7 +11,7 @@ use anyhow::{Result, anyhow};
 use crossbeam_channel::{Receiver, bounded};
 
 use crate::caps::dataset::Dataset;
-use crate::caps::transforms::Element;
+use crate::caps::transforms::{Element, Notes};
 
 /// Where an element comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,16 +31,16 @@ pub struct Batch {
     pub elements: Vec<ElementRef>,
 }
 
-type Loaded = (usize, Result<(Vec<(usize, Element)>, bool)>);
+type Loaded = (usize, Result<(Vec<(usize, Element)>, Notes)>);
 
 /// Iterates over the batches of a dataset, calling `consume` for each one in order. Returns
-/// whether NaN values were removed anywhere.
+/// what the transforms met.
 pub fn for_each_batch(
     dataset: &Dataset,
     batch_size: usize,
     n_proc: usize,
     mut consume: impl FnMut(Batch) -> Result<()>,
-) -> Result<bool> {
+) -> Result<Notes> {
     let element_len: usize = dataset.element_shape.iter().product();
     let n_sessions = dataset.sessions.len();
     let mut assembler = Assembler {
@@ -51,14 +51,14 @@ pub fn for_each_batch(
             elements: Vec::new(),
         },
     };
-    let mut had_nan = false;
+    let mut notes = Notes::default();
     if n_proc == 0 {
         for index in 0..n_sessions {
             let (elements, nan) = dataset.load_session(index)?;
-            had_nan |= nan;
+            notes |= nan;
             assembler.push(index, elements, &mut consume)?;
         }
-        return assembler.flush(&mut consume).map(|_| had_nan);
+        return assembler.flush(&mut consume).map(|_| notes);
     }
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -67,7 +67,7 @@ pub fn for_each_batch(
         .div_ceil(dataset.elements_per_session.max(1))
         .max(n_proc);
     let (sender, receiver) = bounded::<Loaded>(capacity);
-    std::thread::scope(|scope| -> Result<bool> {
+    std::thread::scope(|scope| -> Result<Notes> {
         for _ in 0..n_proc {
             let sender = sender.clone();
             let (next, stop) = (&next, &stop);
@@ -89,12 +89,12 @@ pub fn for_each_batch(
             n_sessions,
             &mut assembler,
             &mut consume,
-            &mut had_nan,
+            &mut notes,
         );
         stop.store(true, Ordering::Relaxed);
         // Drain so that blocked readers can finish.
         for _ in receiver.iter() {}
-        result.map(|_| had_nan)
+        result.map(|_| notes)
     })
 }
 
@@ -103,7 +103,7 @@ fn consume_in_order(
     n_sessions: usize,
     assembler: &mut Assembler,
     consume: &mut impl FnMut(Batch) -> Result<()>,
-    had_nan: &mut bool,
+    notes: &mut Notes,
 ) -> Result<()> {
     let mut waiting: BTreeMap<usize, Vec<(usize, Element)>> = BTreeMap::new();
     let mut expected = 0;
@@ -112,7 +112,7 @@ fn consume_in_order(
             .recv()
             .map_err(|_| anyhow!("a reader thread stopped unexpectedly"))?;
         let (elements, nan) = loaded?;
-        *had_nan |= nan;
+        *notes |= nan;
         waiting.insert(index, elements);
         while let Some(elements) = waiting.remove(&expected) {
             assembler.push(expected, elements, consume)?;

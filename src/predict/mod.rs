@@ -90,7 +90,7 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
     };
     let mut rows = Vec::with_capacity(run.dataset.len());
     let mut blocks = Vec::new();
-    let mut had_nan = false;
+    let mut notes = crate::caps::transforms::Notes::default();
     for network in &networks {
         let checkpoint = layout.checkpoint(run.split, metric, *network);
         let checkpoint_abs =
@@ -122,7 +122,7 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
             output.forward_time.as_secs_f64(),
             dataset.len()
         ));
-        had_nan |= output.had_nan;
+        notes |= output.notes;
         if let Some(loss) = output.loss {
             ui::info(&format!(
                 "{} level {} loss is {} for model selected on {metric}",
@@ -137,8 +137,15 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
         }
         rows.extend(output.rows);
     }
-    if had_nan {
+    if notes.nan_removed {
         ui::warn("NaN values were found in your images and will be removed.");
+    }
+    if notes.constant_elements > 0 {
+        ui::warn(&format!(
+            "{} constant {} element(s) could not be MinMax-normalised and were set to 0 (ClinicaDL 1.6.1 turns them into NaN)",
+            notes.constant_elements,
+            config.maps.mode.name()
+        ));
     }
     write_results(config, run, &set, &rows, &blocks, metric)?;
     set.commit()

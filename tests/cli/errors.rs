@@ -699,3 +699,32 @@ fn nan_values_warn_and_run() {
         stderr(&out).contains("WARNING: NaN values were found in your images and will be removed.")
     );
 }
+
+#[test]
+fn constant_image_warns_and_predicts_numbers() {
+    let case = Case::prepare(&repo().join("examples/image_classification"), "test");
+    let data = vec![3.0f32; 17 * 21 * 19];
+    clinicadl_rs::torchfile::write_tensor(&first_tensor(&case.dir), &[1, 17, 21, 19], &data, false)
+        .unwrap();
+    let out = case.predict(&["-s", "0", "-sm", "loss"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "1 constant image element(s) could not be MinMax-normalised and were set to 0"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let tsv = std::fs::read_to_string(
+        case.maps()
+            .join("split-0/best-loss/test/test_image_level_prediction.tsv"),
+    )
+    .unwrap();
+    let first = tsv.lines().nth(1).unwrap();
+    assert!(
+        first.starts_with("sub-T001\tses-M000\t0\t0\t")
+            && !first.ends_with('\t')
+            && !first.contains("\t\t"),
+        "{first}"
+    );
+}

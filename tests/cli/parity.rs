@@ -348,3 +348,79 @@ fn multi_cohort_group_matches_single_cohort_predictions() {
         "multi-cohort predictions",
     );
 }
+
+/// ROI extraction on the fly gives the inputs `clinicadl prepare-data roi` saved: the ROI case run
+/// with `prepare_dl: false`, from image tensors made of the CAPS NIfTI images as
+/// `clinicadl prepare-data image` makes them, gives ClinicaDL's results.
+#[test]
+fn roi_on_the_fly_matches_pre_extracted_rois() {
+    use nifti::{IntoNdArray, NiftiObject};
+    let case = Case::prepare(&fixture("roi_classification"), "test");
+    let subjects = case.dir.join("caps/subjects");
+    for subject in std::fs::read_dir(&subjects).unwrap().flatten() {
+        for session in std::fs::read_dir(subject.path()).unwrap().flatten() {
+            let t1 = session.path().join("t1_linear");
+            let Ok(entries) = std::fs::read_dir(&t1) else {
+                continue;
+            };
+            for nii in entries.flatten() {
+                let name = nii.file_name().to_string_lossy().into_owned();
+                let Some(stem) = name.strip_suffix(".nii.gz") else {
+                    continue;
+                };
+                let volume = nifti::ReaderOptions::new()
+                    .read_file(nii.path())
+                    .unwrap()
+                    .into_volume()
+                    .into_ndarray::<f32>()
+                    .unwrap();
+                let shape: Vec<usize> = std::iter::once(1)
+                    .chain(volume.shape().iter().copied())
+                    .collect();
+                let data: Vec<f32> = volume.iter().copied().collect();
+                let dir = session
+                    .path()
+                    .join("deeplearning_prepare_data/image_based/t1_linear");
+                std::fs::create_dir_all(&dir).unwrap();
+                clinicadl_rs::torchfile::write_tensor(
+                    &dir.join(format!("{stem}.pt")),
+                    &shape,
+                    &data,
+                    false,
+                )
+                .unwrap();
+            }
+        }
+        // Pre-extracted ROIs are no longer there to be used by mistake.
+        for session in std::fs::read_dir(subject.path()).unwrap().flatten() {
+            let _ =
+                std::fs::remove_dir_all(session.path().join("deeplearning_prepare_data/roi_based"));
+        }
+    }
+    let json = case.maps().join("maps.json");
+    let text = std::fs::read_to_string(&json).unwrap();
+    assert!(text.contains("\"prepare_dl\": true"));
+    std::fs::write(
+        &json,
+        text.replace("\"prepare_dl\": true", "\"prepare_dl\": false"),
+    )
+    .unwrap();
+    let out = case.predict(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = case.maps().join("split-0/best-loss/test");
+    for name in [
+        "test_roi_level_prediction.tsv",
+        "test_image_level_prediction.tsv",
+    ] {
+        let expected =
+            std::fs::read_to_string(case.source.join("maps/split-0/best-loss/test").join(name))
+                .unwrap();
+        assert_tsv_close(
+            &std::fs::read_to_string(dir.join(name)).unwrap(),
+            &expected,
+            REL,
+            None,
+            name,
+        );
+    }
+}
