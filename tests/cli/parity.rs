@@ -424,3 +424,28 @@ fn roi_on_the_fly_matches_pre_extracted_rois() {
         );
     }
 }
+
+/// One element per image (`num_networks` 1) outside image mode: the image-level files are the
+/// element-level ones, with `participant_id` and `session_id` kept (1.6.1 drops them).
+#[test]
+fn one_element_per_image_keeps_the_identifiers() {
+    let case = Case::prepare(&fixture("slice_rgb_classification"), "test");
+    let json = case.maps().join("maps.json");
+    let text = std::fs::read_to_string(&json).unwrap();
+    let text = text
+        .replace("\"discarded_slices\": [\n            8\n        ]", "\"discarded_slices\": [\n            9\n        ]")
+        .replace("\"num_networks\": 3", "\"num_networks\": 1");
+    std::fs::write(&json, text).unwrap();
+    let out = case.predict(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = case.maps().join("split-0/best-loss/test");
+    let slices = std::fs::read_to_string(dir.join("test_slice_level_prediction.tsv")).unwrap();
+    let images = std::fs::read_to_string(dir.join("test_image_level_prediction.tsv")).unwrap();
+    assert!(slices.lines().skip(1).all(|l| l.split('\t').nth(2) == Some("9")), "{slices}");
+    assert_eq!(images.lines().next().unwrap(), "participant_id\tsession_id\timage_id\ttrue_label\tpredicted_label\tproba0\tproba1");
+    assert_eq!(images.lines().skip(1).collect::<Vec<_>>(), slices.lines().skip(1).collect::<Vec<_>>());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("test_image_level_metrics.tsv")).unwrap(),
+        std::fs::read_to_string(dir.join("test_slice_level_metrics.tsv")).unwrap()
+    );
+}
