@@ -4,6 +4,8 @@
 
 pub mod cnn;
 pub mod layers;
+pub mod random;
+pub mod resnet;
 pub mod state_dict;
 
 use std::path::Path;
