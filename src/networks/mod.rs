@@ -2,11 +2,14 @@
 //! checkpoint by PyTorch state_dict key (networks.md). One `match` on the architecture name
 //! chooses the network; forward passes run in evaluation mode, without gradients.
 
+pub mod autoencoder;
 pub mod cnn;
 pub mod layers;
 pub mod random;
 pub mod resnet;
 pub mod state_dict;
+pub mod unet;
+pub mod vae;
 
 use std::path::Path;
 
