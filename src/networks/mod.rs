@@ -22,6 +22,10 @@ pub mod state_dict;
 pub mod unet;
 pub mod vae;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod parity_tests;
+
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
