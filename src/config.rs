@@ -342,6 +342,13 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
     let maps = read_maps_json(maps_dir)?;
     check_unsupported_options(args, &maps)?;
     crate::networks::check_architecture(&maps)?;
+    if maps.task == Task::Reconstruction {
+        // The networks are ready (src/networks/), the engine and writers are not.
+        bail!(
+            "the reconstruction task is not supported yet by clinicadl-rs predict (architecture `{}`)",
+            maps.architecture
+        );
+    }
     let loss = Loss::from_name(maps.task, maps.loss.as_deref())?;
     let label = args.label.clone().or_else(|| maps.label.clone());
     let splits = resolve_splits(&layout, &args.split)?;

@@ -1,7 +1,9 @@
 //! Building blocks shared by ClinicaDL's networks, as functional layers holding their tensors:
-//! convolution, batch normalisation (eval mode: running statistics), linear, and the custom
-//! `PadMaxPool` (networks.md §1.1). Every forward is fallible (`f_` ops): a shape or device
-//! error becomes an error, never a panic.
+//! convolution and transposed convolution, batch normalisation (eval mode: running statistics),
+//! instance normalisation (no tensors), linear, the activations, and the custom `PadMaxPool` /
+//! `CropMaxUnpool` pair (networks.md §1). Every forward is fallible (`f_` ops): a shape or
+//! device error becomes an error, never a panic. Which layers a network chains, and under which
+//! state_dict keys, is left to the network files.
 
 use tch::{TchError, Tensor};
 
@@ -152,6 +154,87 @@ impl Linear {
     }
 }
 
+/// `ConvTransposeNd(in, out, k, stride, padding, output_padding)` with optional bias.
+#[derive(Debug)]
+pub struct ConvTranspose {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: i64,
+    padding: i64,
+    output_padding: Vec<i64>,
+    dim: Dim,
+}
+
+impl ConvTranspose {
+    /// Loads `<prefix>.weight` `[in, out, k…]` and, when `bias`, `<prefix>.bias` `[out]`;
+    /// `output_padding` has one entry per spatial axis.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load(
+        sd: &StateDict,
+        prefix: &str,
+        dim: Dim,
+        c_in: i64,
+        c_out: i64,
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+        output_padding: &[i64],
+        bias: bool,
+    ) -> Self {
+        let mut shape = vec![c_in, c_out];
+        shape.extend(std::iter::repeat_n(kernel, dim.axes()));
+        ConvTranspose {
+            weight: sd.param(&format!("{prefix}.weight"), &shape),
+            bias: bias.then(|| sd.param(&format!("{prefix}.bias"), &[c_out])),
+            stride,
+            padding,
+            output_padding: output_padding.to_vec(),
+            dim,
+        }
+    }
+
+    /// `[B, in, n…] → [B, out, (n − 1)·stride − 2·padding + k + output_padding…]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let axes = self.dim.axes();
+        let stride = vec![self.stride; axes];
+        let padding = vec![self.padding; axes];
+        let dilation = vec![1; axes];
+        match self.dim {
+            Dim::Three => x.f_conv_transpose3d(
+                &self.weight,
+                self.bias.as_ref(),
+                stride.as_slice(),
+                padding.as_slice(),
+                self.output_padding.as_slice(),
+                1,
+                dilation.as_slice(),
+            ),
+            Dim::Two => x.f_conv_transpose2d(
+                &self.weight,
+                self.bias.as_ref(),
+                stride.as_slice(),
+                padding.as_slice(),
+                self.output_padding.as_slice(),
+                1,
+                dilation.as_slice(),
+            ),
+        }
+    }
+}
+
+/// `InstanceNormNd(c)` with PyTorch's defaults (no affine parameters, no running statistics, so
+/// no state_dict keys): every sample and channel normalised by its own spatial mean and biased
+/// variance, eps 1e-5, in evaluation mode too.
+pub fn instance_norm(x: &Tensor) -> Result<Tensor, TchError> {
+    x.f_instance_norm::<Tensor>(None, None, None, None, true, 0.1, 1e-5, true)
+}
+
+/// `LeakyReLU(negative_slope)`: `x` where `x > 0`, else `slope·x` (as PyTorch's kernel).
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor, TchError> {
+    let scaled = x.f_mul_scalar(slope)?;
+    x.f_where_self(&x.f_gt(0.0)?, &scaled)
+}
+
 /// ClinicaDL's `PadMaxPool3d`/`PadMaxPool2d` (kernel 2, stride 2): pads every odd spatial axis
 /// with one zero *before* its first voxel, then a plain 2/2 max pooling. `[B, C, n…] →
 /// [B, C, ceil(n/2)…]`.
@@ -173,6 +256,51 @@ pub fn pad_max_pool(x: &Tensor, dim: Dim) -> Result<Tensor, TchError> {
     }
 }
 
+/// The pooling state that `PadMaxPool` hands to the matching `CropMaxUnpool` of an
+/// autoencoder: the argmax indices (flat index in each plane of the padded input) and the
+/// leading padding of each spatial axis, in axis order (D, H, W or H, W).
+#[derive(Debug)]
+pub struct PoolState {
+    indices: Tensor,
+    pads: Vec<i64>,
+}
+
+/// `PadMaxPool` created with `return_indices=True, return_pad=True` (autoencoder encoders):
+/// as [`pad_max_pool`], also returning what [`crop_max_unpool`] needs.
+pub fn pad_max_pool_with_indices(x: &Tensor, dim: Dim) -> Result<(Tensor, PoolState), TchError> {
+    let size = x.size();
+    let spatial = &size[size.len().saturating_sub(dim.axes())..];
+    let pads: Vec<i64> = spatial.iter().map(|&n| n % 2).collect();
+    // constant_pad_nd takes (before, after) pairs starting from the last axis.
+    let pad_arg: Vec<i64> = pads.iter().rev().flat_map(|&p| [p, 0]).collect();
+    let padded = x.f_constant_pad_nd(pad_arg.as_slice())?;
+    let (output, indices) = match dim {
+        Dim::Three => padded.f_max_pool3d_with_indices([2; 3], [2; 3], [0; 3], [1; 3], false)?,
+        Dim::Two => padded.f_max_pool2d_with_indices([2; 2], [2; 2], [0; 2], [1; 2], false)?,
+    };
+    Ok((output, PoolState { indices, pads }))
+}
+
+/// ClinicaDL's `CropMaxUnpool3d`/`CropMaxUnpool2d` (kernel 2, stride 2): max unpooling to twice
+/// the size, zeros except at the recorded indices, then the leading padding of the matching
+/// `PadMaxPool` cropped away. `[B, C, n…] → [B, C, 2n − pad…]`.
+pub fn crop_max_unpool(x: &Tensor, state: &PoolState, dim: Dim) -> Result<Tensor, TchError> {
+    let size = x.size();
+    let spatial = &size[size.len().saturating_sub(dim.axes())..];
+    let doubled: Vec<i64> = spatial.iter().map(|&n| 2 * n).collect();
+    let mut output = match dim {
+        Dim::Three => x.f_max_unpool3d(&state.indices, doubled.as_slice(), [2; 3], [0; 3])?,
+        Dim::Two => x.f_max_unpool2d(&state.indices, doubled.as_slice())?,
+    };
+    let first_axis = (size.len() - dim.axes()) as i64;
+    for (axis, (&pad, &n)) in state.pads.iter().zip(&doubled).enumerate() {
+        if pad != 0 {
+            output = output.f_narrow(first_axis + axis as i64, pad, n - pad)?;
+        }
+    }
+    Ok(output)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +311,9 @@ mod tests {
         let x = Tensor::from_slice(&[5.0f32, -1.0, 7.0]).reshape([1, 1, 1, 3]);
         let x = x.expand([1, 1, 2, 3], false).contiguous();
         let y = pad_max_pool(&x, Dim::Two).unwrap();
+        let (y2, state) = pad_max_pool_with_indices(&x, Dim::Two).unwrap();
+        assert_eq!(y2.size(), [1, 1, 1, 2]);
+        assert_eq!(state.pads, [0, 1]);
         assert_eq!(y.size(), [1, 1, 1, 2]);
         let v: Vec<f32> = Vec::<f32>::try_from(y.flatten(0, -1)).unwrap();
         assert_eq!(v, [5.0, 7.0]);
@@ -202,5 +333,25 @@ mod tests {
             pad_max_pool(&x, Dim::Three).unwrap().size(),
             [2, 3, 9, 11, 10]
         );
+    }
+
+    #[test]
+    fn unpool_restores_positions_and_crops() {
+        // [5, -1, 7] → padded [0, 5, -1, 7] → maxima 5 (index 1) and 7 (index 3) → unpooled
+        // [0, 5, 0, 7] → crop 1 → [5, 0, 7].
+        let x = Tensor::from_slice(&[5.0f32, -1.0, 7.0]).reshape([1, 1, 1, 3]);
+        let x = x.expand([1, 1, 2, 3], false).contiguous();
+        let (pooled, state) = pad_max_pool_with_indices(&x, Dim::Two).unwrap();
+        let y = crop_max_unpool(&pooled, &state, Dim::Two).unwrap();
+        assert_eq!(y.size(), [1, 1, 2, 3]);
+        let v: Vec<f32> = Vec::<f32>::try_from(y.flatten(0, -1)).unwrap();
+        assert_eq!(v, [5.0, 0.0, 7.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn leaky_relu_slopes() {
+        let x = Tensor::from_slice(&[-2.0f32, 0.0, 3.0]);
+        let v: Vec<f32> = Vec::<f32>::try_from(leaky_relu(&x, 0.2).unwrap()).unwrap();
+        assert_eq!(v, [-0.4, 0.0, 3.0]);
     }
 }

@@ -1,20 +1,47 @@
 //! The networks of ClinicaDL, rebuilt on libtorch with their weights loaded strictly from a
 //! checkpoint by PyTorch state_dict key (networks.md). One `match` on the architecture name
-//! chooses the network; forward passes run in evaluation mode, without gradients.
+//! turns `maps.json` into a checked [`Spec`] (before any file is read), and one `match` on the
+//! spec builds the [`Network`]; forward passes run in evaluation mode. This file also owns the
+//! reconstruction losses, which depend on the network family; the classification and regression
+//! criteria live in `predict/loss.rs`.
+//!
+//! One file per family: `cnn.rs` (Conv5_FC3, Conv4_FC3, Stride_Conv5_FC3), `resnet.rs`
+//! (resnet18, ResNet3D, SqueezeExcitationCNN), `random.rs` (RandomArchitecture),
+//! `autoencoder.rs` (AE_Conv5_FC3, AE_Conv4_FC3), `vae.rs` (Vanilla3DdenseVAE, CVAE_3D,
+//! CVAE_3D_half, CVAE_3D_final_conv), `unet.rs` (GeneratorUNet).
+//!
+//! ClinicaDL: `clinicadl.utils.network` (the classes) and
+//! `clinicadl.utils.maps_manager.MapsManager._init_model` (constructor arguments from maps.json).
 
+pub mod autoencoder;
 pub mod cnn;
 pub mod layers;
+pub mod random;
+pub mod resnet;
 pub mod state_dict;
+pub mod unet;
+pub mod vae;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod parity_tests;
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use serde_json::Value;
 use tch::{Device, TchError, Tensor};
 
-use crate::maps::json::MapsJson;
+use crate::maps::json::{MapsJson, Task};
+use crate::predict::loss::Loss;
+use autoencoder::Autoencoder;
 use cnn::{Cnn, CnnKind};
 use layers::Dim;
+use random::{RandomArchitecture, RandomSpec};
+use resnet::{ResNet3D, ResNet3DKind, ResNet18};
 use state_dict::StateDict;
+use unet::GeneratorUNet;
+use vae::{Combination, Cvae, CvaeKind, DenseVaeSpec, VaeLoss, Vanilla3DdenseVae};
 
 /// Architectures ClinicaDL 1.6.1 defines but that cannot be used for prediction.
 const UNUSABLE: &[(&str, &str)] = &[
@@ -40,8 +67,11 @@ const UNUSABLE: &[(&str, &str)] = &[
     ),
 ];
 
-/// Architectures ClinicaDL 1.6.1 can train that clinicadl-rs does not run yet.
-const NOT_YET: &[&str] = &[
+/// Every architecture clinicadl-rs runs, in networks.md order.
+pub const SUPPORTED: &[&str] = &[
+    "Conv5_FC3",
+    "Conv4_FC3",
+    "Stride_Conv5_FC3",
     "resnet18",
     "ResNet3D",
     "SqueezeExcitationCNN",
@@ -55,61 +85,500 @@ const NOT_YET: &[&str] = &[
     "GeneratorUNet",
 ];
 
-/// A network ready for inference.
-#[derive(Debug)]
-pub enum Network {
-    /// Conv5_FC3, Conv4_FC3, Stride_Conv5_FC3.
-    Cnn(Cnn),
+/// The family of a network: what its output is and how its loss is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Classification/regression CNNs: logits `[B, output_size]`.
+    Cnn,
+    /// Autoencoders: a reconstruction, loss `criterion(reconstruction, input)`.
+    Autoencoder,
+    /// Variational autoencoders: a reconstruction, mu and logvar; three loss components.
+    Vae,
+    /// GeneratorUNet: a reconstruction, loss `criterion(reconstruction, input)`.
+    UNet,
 }
 
-impl Network {
-    /// The forward pass used at prediction time.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+/// A network described by `maps.json`, checked, before any tensor exists.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spec {
+    /// Conv5_FC3, Conv4_FC3, Stride_Conv5_FC3.
+    Cnn {
+        /// Which one.
+        kind: CnnKind,
+        /// 2D or 3D.
+        dim: Dim,
+        /// `input_size`.
+        input_size: Vec<usize>,
+        /// `output_size`.
+        output_size: usize,
+    },
+    /// resnet18 (2D, 3 channels).
+    ResNet18 {
+        /// `input_size` (`[3, H, W]`).
+        input_size: Vec<usize>,
+        /// `output_size`.
+        output_size: usize,
+    },
+    /// ResNet3D, SqueezeExcitationCNN (fixed sizes).
+    ResNet3D(ResNet3DKind),
+    /// RandomArchitecture.
+    Random(RandomSpec),
+    /// AE_Conv5_FC3, AE_Conv4_FC3.
+    Autoencoder {
+        /// 2D or 3D.
+        dim: Dim,
+        /// `input_size`.
+        input_size: Vec<usize>,
+    },
+    /// Vanilla3DdenseVAE.
+    DenseVae(DenseVaeSpec),
+    /// CVAE_3D, CVAE_3D_half, CVAE_3D_final_conv.
+    Cvae {
+        /// Which one.
+        kind: CvaeKind,
+        /// The fixed input size.
+        input_size: [usize; 4],
+        /// `latent_space_size`.
+        latent_space_size: i64,
+    },
+    /// GeneratorUNet.
+    UNet,
+}
+
+impl Spec {
+    /// The family of the network.
+    pub fn family(&self) -> Family {
         match self {
-            Network::Cnn(n) => n.forward(x),
+            Spec::Cnn { .. } | Spec::ResNet18 { .. } | Spec::ResNet3D(_) | Spec::Random(_) => {
+                Family::Cnn
+            }
+            Spec::Autoencoder { .. } => Family::Autoencoder,
+            Spec::DenseVae(_) | Spec::Cvae { .. } => Family::Vae,
+            Spec::UNet => Family::UNet,
         }
     }
 }
 
+#[derive(Debug)]
+enum Inner {
+    Cnn(Cnn),
+    ResNet18(ResNet18),
+    ResNet3D(ResNet3D),
+    Random(RandomArchitecture),
+    Autoencoder(Autoencoder),
+    DenseVae(Box<Vanilla3DdenseVae>),
+    Cvae(Box<Cvae>),
+    UNet(GeneratorUNet),
+}
+
+/// A network ready for inference.
+#[derive(Debug)]
+pub struct Network {
+    architecture: String,
+    family: Family,
+    inner: Inner,
+}
+
+/// Everything a forward pass gives: the prediction output and, for VAEs, the latent
+/// distribution (`mu`, `logvar`, `[B, latent_space_size]`).
+#[derive(Debug)]
+pub struct Forward {
+    /// Logits `[B, output_size]` (CNNs) or the reconstruction, of the input's shape.
+    pub output: Tensor,
+    /// The latent mean (VAEs only).
+    pub mu: Option<Tensor>,
+    /// The latent log-variance (VAEs only).
+    pub logvar: Option<Tensor>,
+}
+
+impl Network {
+    /// The prediction output: logits `[B, output_size]` for the CNN family, the
+    /// reconstruction (same shape as `x`) for autoencoders, VAEs (deterministic, `z = mu`) and
+    /// the U-Net.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        self.forward_full(x).map(|f| f.output)
+    }
+
+    /// The forward pass with, for VAEs, `mu` and `logvar`.
+    pub fn forward_full(&self, x: &Tensor) -> Result<Forward, TchError> {
+        let plain = |output| Forward {
+            output,
+            mu: None,
+            logvar: None,
+        };
+        let (output, mu, logvar) = match &self.inner {
+            Inner::Cnn(n) => return n.forward(x).map(plain),
+            Inner::ResNet18(n) => return n.forward(x).map(plain),
+            Inner::ResNet3D(n) => return n.forward(x).map(plain),
+            Inner::Random(n) => return n.forward(x).map(plain),
+            Inner::Autoencoder(n) => return n.forward(x).map(plain),
+            Inner::UNet(n) => return n.forward(x).map(plain),
+            Inner::DenseVae(n) => n.forward(x)?,
+            Inner::Cvae(n) => n.forward(x)?,
+        };
+        Ok(Forward {
+            output,
+            mu: Some(mu),
+            logvar: Some(logvar),
+        })
+    }
+
+    /// What `--save_latent_tensor` saves from a forward pass (`[B, latent_space_size]`): `mu`
+    /// for Vanilla3DdenseVAE, `logvar` for the CVAE_3D family (ClinicaDL saves the second value
+    /// the class's forward returns); `None` for other networks, which ClinicaDL cannot save.
+    pub fn latent(&self, f: &Forward) -> Option<Tensor> {
+        match &self.inner {
+            Inner::DenseVae(_) => f.mu.as_ref().map(Tensor::shallow_clone),
+            Inner::Cvae(_) => f.logvar.as_ref().map(Tensor::shallow_clone),
+            _ => None,
+        }
+    }
+
+    /// The family of the network.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Whether the network reconstructs its input (autoencoders, VAEs, U-Net).
+    pub fn is_reconstruction(&self) -> bool {
+        self.family() != Family::Cnn
+    }
+
+    /// The architecture name of `maps.json`.
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    /// The loss of a reconstruction batch, as ClinicaDL's `compute_outputs_and_loss` reports
+    /// it: `[("loss", l)]` for autoencoders and the U-Net (the criterion `loss_name` applied to
+    /// `(reconstruction, input)`, mean reduction); `loss`, `recon_loss`, `kl_loss` for VAEs,
+    /// from a VAE criterion weighted by `maps.json` `recons_weight` and `kl_weight` (CVAE_3D:
+    /// its own loss whatever the criterion). Each value is a float32 scalar tensor.
+    pub fn reconstruction_loss(
+        &self,
+        f: &Forward,
+        input: &Tensor,
+        loss_name: &str,
+        maps: &MapsJson,
+    ) -> Result<Vec<(String, Tensor)>> {
+        let architecture = &self.architecture;
+        let vae_loss = VaeLoss::from_name(loss_name);
+        let latent = || -> Result<(&Tensor, &Tensor)> {
+            match (&f.mu, &f.logvar) {
+                (Some(mu), Some(logvar)) => Ok((mu, logvar)),
+                _ => bail!("the forward pass of {architecture} gave no latent distribution"),
+            }
+        };
+        match (&self.inner, vae_loss) {
+            (Inner::Cnn(_) | Inner::ResNet18(_) | Inner::ResNet3D(_) | Inner::Random(_), _) => {
+                bail!("{architecture} is not a reconstruction network")
+            }
+            (Inner::Cvae(n), _) if n.kind() == CvaeKind::Full => {
+                let (mu, logvar) = latent()?;
+                vae::cvae_3d_loss(input, &f.output, mu, logvar)
+            }
+            (Inner::DenseVae(_) | Inner::Cvae(_), Some(criterion)) => {
+                let (mu, logvar) = latent()?;
+                let (recons_weight, kl_weight) = vae_weights(maps)?;
+                let combination = match self.inner {
+                    Inner::DenseVae(_) => Combination::BaseVae,
+                    _ => Combination::Cvae,
+                };
+                let components = criterion.components(input, &f.output, mu, logvar)?;
+                vae::combine(components, combination, recons_weight, kl_weight)
+            }
+            (Inner::DenseVae(_) | Inner::Cvae(_), None) => {
+                Err(loss_mismatch(architecture, loss_name, true))
+            }
+            (Inner::Autoencoder(_) | Inner::UNet(_), Some(_)) => {
+                Err(loss_mismatch(architecture, loss_name, false))
+            }
+            (Inner::Autoencoder(_) | Inner::UNet(_), None) => {
+                let criterion = Loss::from_name(Task::Reconstruction, Some(loss_name))?;
+                let value = criterion.compute(&f.output, input)?;
+                Ok(vec![("loss".to_owned(), value)])
+            }
+        }
+    }
+}
+
+/// The error for a criterion that does not suit the network: a plain loss on a VAE
+/// (`needs_vae`), or a VAE loss on another reconstruction network.
+fn loss_mismatch(architecture: &str, loss_name: &str, needs_vae: bool) -> anyhow::Error {
+    if needs_vae {
+        anyhow::anyhow!(
+            "maps.json `loss` is `{loss_name}`, but {architecture} needs a VAE loss ({}): ClinicaDL 1.6.1 calls the criterion with (input, reconstruction, mu, logvar), which fails for `{loss_name}`",
+            vae::VAE_LOSSES.join(", ")
+        )
+    } else {
+        anyhow::anyhow!(
+            "maps.json `loss` is `{loss_name}`, a VAE loss, but {architecture} is not a VAE: ClinicaDL 1.6.1 calls the criterion with (reconstruction, input) only, which fails for `{loss_name}`"
+        )
+    }
+}
+
+/// `recons_weight` and `kl_weight` of `maps.json` (numbers; 1 when absent).
+fn vae_weights(maps: &MapsJson) -> Result<(f64, f64)> {
+    let number = |key: &str| match maps.raw.get(key) {
+        None | Some(Value::Null) => Ok(1.0),
+        Some(v) => v
+            .as_f64()
+            .with_context(|| format!("maps.json `{key}` must be a number, found {v}")),
+    };
+    Ok((number("recons_weight")?, number("kl_weight")?))
+}
+
 /// Checks that clinicadl-rs can run the architecture of `maps.json`, before anything is read.
 pub fn check_architecture(maps: &MapsJson) -> Result<()> {
-    let name = maps.architecture.as_str();
-    if let Some((_, why)) = UNUSABLE.iter().find(|(n, _)| *n == name) {
-        bail!("architecture `{name}` cannot be used: {why}");
+    let spec = spec(maps)?;
+    check_loss(maps, &spec)
+}
+
+/// The loss of `maps.json` must suit the network family (ClinicaDL fails on the first batch
+/// otherwise).
+fn check_loss(maps: &MapsJson, spec: &Spec) -> Result<()> {
+    let is_vae_loss = maps
+        .loss
+        .as_deref()
+        .is_some_and(|name| VaeLoss::from_name(name).is_some());
+    let name = maps.loss.as_deref().unwrap_or("MSELoss");
+    let architecture = &maps.architecture;
+    match spec {
+        Spec::Cvae {
+            kind: CvaeKind::Full,
+            ..
+        } => Ok(()),
+        Spec::DenseVae(_) | Spec::Cvae { .. } if !is_vae_loss => {
+            Err(loss_mismatch(architecture, name, true))
+        }
+        Spec::DenseVae(_) | Spec::Cvae { .. } => vae_weights(maps).map(|_| ()),
+        Spec::Autoencoder { .. } | Spec::UNet if is_vae_loss => {
+            Err(loss_mismatch(architecture, name, false))
+        }
+        _ => Ok(()),
     }
-    if NOT_YET.contains(&name) {
-        bail!(
-            "architecture `{name}` is not supported yet by clinicadl-rs (supported: Conv5_FC3, Conv4_FC3, Stride_Conv5_FC3)"
-        );
-    }
-    cnn_kind(name)?;
-    if Dim::from_input_size(&maps.input_size).is_none() {
-        bail!(
+}
+
+fn dim_of(maps: &MapsJson) -> Result<Dim> {
+    Dim::from_input_size(&maps.input_size).with_context(|| {
+        format!(
             "maps.json `input_size` {:?} must have 3 (2D: C, H, W) or 4 (3D: C, D, H, W) entries",
             maps.input_size
+        )
+    })
+}
+
+fn output_size_of(maps: &MapsJson) -> Result<usize> {
+    maps.output_size.with_context(|| {
+        format!(
+            "architecture `{}` needs an integer `output_size` in maps.json",
+            maps.architecture
+        )
+    })
+}
+
+/// Bound on the integer constructor arguments (sizes, counts), far above any real network, so
+/// that the size arithmetic cannot overflow.
+const MAX_ARG: i64 = 1 << 24;
+
+/// An integer constructor argument of `maps.json` in `[min, 2^24]` (defaults already
+/// completed).
+fn int_arg(maps: &MapsJson, key: &str, min: i64) -> Result<i64> {
+    let value = maps.raw.get(key).with_context(|| {
+        format!(
+            "architecture `{}` needs `{key}` in maps.json",
+            maps.architecture
+        )
+    })?;
+    value
+        .as_i64()
+        .filter(|n| (min..=MAX_ARG).contains(n))
+        .with_context(|| {
+            format!("maps.json `{key}` must be an integer from {min} to {MAX_ARG}, found {value}")
+        })
+}
+
+/// The input size fixed by `size_reduction_factor`, which must also be `maps.json`'s.
+fn reduced_input_size(maps: &MapsJson) -> Result<[usize; 4]> {
+    let factor = maps.size_reduction_factor;
+    let Some(size) = vae::reduced_input_size(factor) else {
+        bail!(
+            "maps.json `size_reduction_factor` is {factor}: {} only exists in ClinicaDL 1.6.1 for size_reduction_factor 2, 3, 4 or 5",
+            maps.architecture
         );
-    }
-    if maps.output_size.is_none() {
-        bail!("architecture `{name}` needs an integer `output_size` in maps.json");
+    };
+    check_input_size(maps, &size, &format!("size_reduction_factor {factor}"))?;
+    Ok(size)
+}
+
+/// A fixed-size network's input size must be `maps.json`'s, the size of the data.
+fn check_input_size(maps: &MapsJson, expected: &[usize], why: &str) -> Result<()> {
+    if maps.input_size != expected {
+        bail!(
+            "{} is built for inputs of size {expected:?} ({why}), but maps.json `input_size` is {:?}",
+            maps.architecture,
+            maps.input_size
+        );
     }
     Ok(())
 }
 
-fn cnn_kind(name: &str) -> Result<CnnKind> {
-    Ok(match name {
-        "Conv5_FC3" => CnnKind::Conv5Fc3,
-        "Conv4_FC3" => CnnKind::Conv4Fc3,
-        "Stride_Conv5_FC3" => CnnKind::StrideConv5Fc3,
+/// The family of a supported architecture, from its name alone.
+pub fn family_of(architecture: &str) -> Option<Family> {
+    Some(match architecture {
+        "Conv5_FC3"
+        | "Conv4_FC3"
+        | "Stride_Conv5_FC3"
+        | "resnet18"
+        | "ResNet3D"
+        | "SqueezeExcitationCNN"
+        | "RandomArchitecture" => Family::Cnn,
+        "AE_Conv5_FC3" | "AE_Conv4_FC3" => Family::Autoencoder,
+        "Vanilla3DdenseVAE" | "CVAE_3D" | "CVAE_3D_half" | "CVAE_3D_final_conv" => Family::Vae,
+        "GeneratorUNet" => Family::UNet,
+        _ => return None,
+    })
+}
+
+/// Turns `maps.json` into the checked description of its network.
+pub fn spec(maps: &MapsJson) -> Result<Spec> {
+    let name = maps.architecture.as_str();
+    if let Some((_, why)) = UNUSABLE.iter().find(|(n, _)| *n == name) {
+        bail!("architecture `{name}` cannot be used: {why}");
+    }
+    if let Some(family) = family_of(name) {
+        let reconstruction = family != Family::Cnn;
+        if reconstruction != (maps.task == Task::Reconstruction) {
+            bail!(
+                "architecture `{name}` is a {} network, but maps.json `network_task` is {}",
+                if reconstruction {
+                    "reconstruction"
+                } else {
+                    "classification/regression"
+                },
+                maps.task.name()
+            );
+        }
+    }
+    let spec = match name {
+        "Conv5_FC3" | "Conv4_FC3" | "Stride_Conv5_FC3" => Spec::Cnn {
+            kind: match name {
+                "Conv5_FC3" => CnnKind::Conv5Fc3,
+                "Conv4_FC3" => CnnKind::Conv4Fc3,
+                _ => CnnKind::StrideConv5Fc3,
+            },
+            dim: dim_of(maps)?,
+            input_size: maps.input_size.clone(),
+            output_size: output_size_of(maps)?,
+        },
+        "resnet18" => {
+            if maps.input_size.len() != 3 || maps.input_size[0] != 3 {
+                bail!(
+                    "resnet18 takes 2D inputs with 3 channels (slice_mode rgb), but maps.json `input_size` is {:?}",
+                    maps.input_size
+                );
+            }
+            Spec::ResNet18 {
+                input_size: maps.input_size.clone(),
+                output_size: output_size_of(maps)?,
+            }
+        }
+        "ResNet3D" | "SqueezeExcitationCNN" => {
+            let kind = if name == "ResNet3D" {
+                ResNet3DKind::ResNet3D
+            } else {
+                ResNet3DKind::SqueezeExcitation
+            };
+            let fits = maps.input_size.len() == 4
+                && maps.input_size[0] == 1
+                && resnet::stages_output(&maps.input_size[1..]).as_deref() == Some(&[4, 5, 4]);
+            if !fits {
+                bail!(
+                    "{name} is built for inputs of size {:?} (ClinicaDL ignores maps.json `input_size`), but maps.json `input_size` is {:?}, which its layers cannot take",
+                    resnet::FIXED_INPUT_SIZE,
+                    maps.input_size
+                );
+            }
+            if maps.output_size != Some(2) {
+                bail!(
+                    "{name} always has 2 outputs (ClinicaDL ignores maps.json `output_size`), so it can only serve a binary classification, but maps.json `output_size` is {}",
+                    maps.output_size
+                        .map_or("absent".to_owned(), |n| n.to_string())
+                );
+            }
+            Spec::ResNet3D(kind)
+        }
+        "RandomArchitecture" => Spec::Random(RandomSpec::from_maps(maps)?),
+        "AE_Conv5_FC3" | "AE_Conv4_FC3" => Spec::Autoencoder {
+            dim: dim_of(maps)?,
+            input_size: maps.input_size.clone(),
+        },
+        "Vanilla3DdenseVAE" => {
+            let input_size = reduced_input_size(maps)?;
+            let n_conv = int_arg(maps, "n_conv", 1)? as usize;
+            if input_size[1..]
+                .iter()
+                .any(|&n| n.checked_shr(n_conv as u32).unwrap_or(0) == 0)
+            {
+                bail!(
+                    "maps.json `n_conv` is {n_conv}: too many convolutions for inputs of size {input_size:?}"
+                );
+            }
+            Spec::DenseVae(DenseVaeSpec {
+                input_size,
+                latent_space_size: int_arg(maps, "latent_space_size", 1)?,
+                feature_size: int_arg(maps, "feature_size", 0)?,
+                n_conv,
+                io_layer_channels: int_arg(maps, "io_layer_channels", 1)?,
+            })
+        }
+        "CVAE_3D" => {
+            check_input_size(maps, &vae::CVAE_3D_INPUT_SIZE, "fixed by the class")?;
+            Spec::Cvae {
+                kind: CvaeKind::Full,
+                input_size: vae::CVAE_3D_INPUT_SIZE,
+                latent_space_size: int_arg(maps, "latent_space_size", 1)?,
+            }
+        }
+        "CVAE_3D_half" | "CVAE_3D_final_conv" => Spec::Cvae {
+            kind: if name == "CVAE_3D_half" {
+                CvaeKind::Half
+            } else {
+                CvaeKind::FinalConv
+            },
+            input_size: reduced_input_size(maps)?,
+            latent_space_size: int_arg(maps, "latent_space_size", 1)?,
+        },
+        "GeneratorUNet" => {
+            let fits = maps.input_size.len() == 4
+                && maps.input_size[0] == 1
+                && maps.input_size[1..].iter().all(|&n| n % 32 == 0);
+            if !fits {
+                bail!(
+                    "GeneratorUNet takes 3D single-channel inputs whose sizes are multiples of 32, but maps.json `input_size` is {:?}",
+                    maps.input_size
+                );
+            }
+            if maps.input_size[1..].iter().all(|&n| n == 32) {
+                bail!(
+                    "GeneratorUNet cannot take inputs of size {:?}: its innermost feature map would be a single voxel, which PyTorch's InstanceNorm refuses",
+                    maps.input_size
+                );
+            }
+            Spec::UNet
+        }
         other => bail!(
             "unknown architecture `{other}` in maps.json: ClinicaDL 1.6.1 has no network of this name"
         ),
-    })
+    };
+    Ok(spec)
 }
 
 /// Builds the network of `maps.json` and loads the checkpoint at `checkpoint` onto `device`.
 pub fn load_network(maps: &MapsJson, checkpoint: &Path, device: Device) -> Result<Network> {
+    let spec = spec(maps)?;
     let sd = StateDict::new(read_checkpoint(checkpoint)?, checkpoint, device);
-    let network = build(maps, &sd)?;
+    let network = build(maps, &spec, &sd);
     sd.finish(&maps.architecture)?;
     Ok(network)
 }
@@ -117,8 +586,9 @@ pub fn load_network(maps: &MapsJson, checkpoint: &Path, device: Device) -> Resul
 /// Checks that the checkpoint decodes and fits the network of `maps.json` (every key, every
 /// shape), without creating the network's tensors.
 pub fn check_checkpoint(maps: &MapsJson, checkpoint: &Path) -> Result<()> {
+    let spec = spec(maps)?;
     let sd = StateDict::check_only(read_checkpoint(checkpoint)?, checkpoint);
-    build(maps, &sd)?;
+    build(maps, &spec, &sd);
     sd.finish(&maps.architecture)
 }
 
@@ -127,15 +597,236 @@ fn read_checkpoint(checkpoint: &Path) -> Result<crate::torchfile::Checkpoint> {
         .with_context(|| format!("cannot load the checkpoint `{}`", checkpoint.display()))
 }
 
-fn build(maps: &MapsJson, sd: &StateDict) -> Result<Network> {
-    check_architecture(maps)?;
-    let dim = Dim::from_input_size(&maps.input_size).context("invalid input_size")?;
-    let output_size = maps.output_size.context("missing output_size")?;
-    Ok(Network::Cnn(Cnn::load(
-        sd,
-        cnn_kind(&maps.architecture)?,
-        dim,
-        &maps.input_size,
-        output_size,
-    )))
+fn build(maps: &MapsJson, spec: &Spec, sd: &StateDict) -> Network {
+    let inner = match spec {
+        Spec::Cnn {
+            kind,
+            dim,
+            input_size,
+            output_size,
+        } => Inner::Cnn(Cnn::load(sd, *kind, *dim, input_size, *output_size)),
+        Spec::ResNet18 {
+            input_size,
+            output_size,
+        } => Inner::ResNet18(ResNet18::load(sd, input_size, *output_size)),
+        Spec::ResNet3D(kind) => Inner::ResNet3D(ResNet3D::load(sd, *kind)),
+        Spec::Random(random) => Inner::Random(RandomArchitecture::load(sd, random)),
+        Spec::Autoencoder { dim, input_size } => {
+            Inner::Autoencoder(Autoencoder::load(sd, *dim, input_size))
+        }
+        Spec::DenseVae(dense) => Inner::DenseVae(Box::new(Vanilla3DdenseVae::load(sd, *dense))),
+        Spec::Cvae {
+            kind,
+            input_size,
+            latent_space_size,
+        } => Inner::Cvae(Box::new(Cvae::load(
+            sd,
+            *kind,
+            *input_size,
+            *latent_space_size,
+        ))),
+        Spec::UNet => Inner::UNet(GeneratorUNet::load(sd)),
+    };
+    Network {
+        architecture: maps.architecture.clone(),
+        family: spec.family(),
+        inner,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::maps::json::parse_maps_json;
+    use serde_json::json;
+
+    fn maps(architecture: &str, task: &str, input_size: &[usize], extra: Value) -> MapsJson {
+        let mut v = json!({
+            "architecture": architecture, "network_task": task, "mode": "image",
+            "input_size": input_size, "output_size": 2, "label_code": {"AD": 0, "CN": 1},
+            "preprocessing_dict": {"preprocessing": "t1-linear", "mode": "image"},
+        });
+        for (k, value) in extra.as_object().unwrap() {
+            v[k] = value.clone();
+        }
+        parse_maps_json(&v.to_string(), Path::new("/m/maps.json")).unwrap()
+    }
+
+    fn refused(m: &MapsJson, needle: &str) {
+        let text = format!("{:#}", check_architecture(m).unwrap_err());
+        assert!(text.contains(needle), "{text}");
+    }
+
+    #[test]
+    fn every_supported_architecture_is_accepted() {
+        let c = "classification";
+        let r = "reconstruction";
+        let random = json!({"n_fcblocks": 2, "network_normalization": "BatchNorm",
+            "convolutions_dict": {"conv0": {"in_channels": null, "out_channels": 8, "n_conv": 2,
+            "d_reduction": "MaxPooling"}}});
+        let vae = json!({"loss": "VAEGaussianLoss", "size_reduction_factor": 5});
+        let cases: Vec<(&str, &str, Vec<usize>, Value)> = vec![
+            ("Conv5_FC3", c, vec![1, 30, 30, 30], json!({})),
+            ("Conv4_FC3", c, vec![1, 30, 30], json!({})),
+            ("Stride_Conv5_FC3", c, vec![1, 30, 30, 30], json!({})),
+            ("resnet18", c, vec![3, 64, 64], json!({})),
+            ("ResNet3D", c, vec![1, 169, 208, 179], json!({})),
+            ("SqueezeExcitationCNN", c, vec![1, 169, 208, 179], json!({})),
+            ("RandomArchitecture", c, vec![1, 30, 30, 30], random),
+            ("AE_Conv5_FC3", r, vec![1, 30, 30, 30], json!({})),
+            ("AE_Conv4_FC3", r, vec![1, 30, 30], json!({})),
+            ("Vanilla3DdenseVAE", r, vec![1, 32, 40, 32], vae.clone()),
+            ("CVAE_3D", r, vec![1, 169, 208, 179], json!({})),
+            ("CVAE_3D_half", r, vec![1, 32, 40, 32], vae.clone()),
+            ("CVAE_3D_final_conv", r, vec![1, 32, 40, 32], vae),
+            ("GeneratorUNet", r, vec![1, 128, 128, 128], json!({})),
+        ];
+        assert_eq!(cases.len(), SUPPORTED.len());
+        for (name, task, size, extra) in cases {
+            let m = maps(name, task, &size, extra);
+            check_architecture(&m).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert_eq!(spec(&m).unwrap().family(), family_of(name).unwrap());
+        }
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        let c = "classification";
+        let r = "reconstruction";
+        refused(
+            &maps("CAE_half", r, &[1, 30, 30, 30], json!({})),
+            "constructor always fails",
+        );
+        refused(
+            &maps("Conv9_FC9", c, &[1, 30, 30, 30], json!({})),
+            "unknown architecture `Conv9_FC9`",
+        );
+        refused(
+            &maps("Conv5_FC3", c, &[1, 2, 30, 30, 30], json!({})),
+            "must have 3 (2D: C, H, W) or 4",
+        );
+        refused(
+            &maps("AE_Conv5_FC3", c, &[1, 30, 30, 30], json!({})),
+            "is a reconstruction network, but maps.json `network_task` is classification",
+        );
+        refused(
+            &maps("Conv5_FC3", r, &[1, 30, 30, 30], json!({})),
+            "is a classification/regression network",
+        );
+        refused(&maps("resnet18", c, &[1, 64, 64], json!({})), "3 channels");
+        refused(
+            &maps("ResNet3D", c, &[1, 80, 96, 80], json!({})),
+            "built for inputs of size [1, 169, 208, 179]",
+        );
+        refused(
+            &maps(
+                "SqueezeExcitationCNN",
+                c,
+                &[1, 169, 208, 179],
+                json!({"output_size": 3}),
+            ),
+            "always has 2 outputs",
+        );
+        let vae = |extra: Value| maps("Vanilla3DdenseVAE", r, &[1, 32, 40, 32], extra);
+        refused(
+            &vae(json!({"loss": "VAEGaussianLoss", "size_reduction_factor": 6})),
+            "size_reduction_factor 2, 3, 4 or 5",
+        );
+        refused(
+            &vae(json!({"loss": "VAEGaussianLoss", "size_reduction_factor": 2})),
+            "built for inputs of size [1, 80, 96, 80]",
+        );
+        refused(
+            &vae(json!({"size_reduction_factor": 5})),
+            "needs a VAE loss",
+        );
+        refused(
+            &vae(
+                json!({"loss": "VAEGaussianLoss", "size_reduction_factor": 5,
+                "kl_weight": "high"}),
+            ),
+            "`kl_weight` must be a number",
+        );
+        refused(
+            &vae(json!({"loss": "VAEGaussianLoss", "size_reduction_factor": 5, "n_conv": 6})),
+            "too many convolutions",
+        );
+        refused(
+            &maps("CVAE_3D", r, &[1, 80, 96, 80], json!({})),
+            "built for inputs of size [1, 169, 208, 179]",
+        );
+        refused(
+            &maps(
+                "AE_Conv4_FC3",
+                r,
+                &[1, 30, 30],
+                json!({"loss": "VAEBernoulliLoss"}),
+            ),
+            "is not a VAE",
+        );
+        refused(
+            &maps("GeneratorUNet", r, &[1, 48, 64, 64], json!({})),
+            "multiples of 32",
+        );
+        refused(
+            &maps("GeneratorUNet", r, &[1, 32, 32, 32], json!({})),
+            "single voxel",
+        );
+        let random = |dict: Value| {
+            maps(
+                "RandomArchitecture",
+                c,
+                &[1, 30, 30],
+                json!({"n_fcblocks": 2, "network_normalization": null, "convolutions_dict": dict}),
+            )
+        };
+        refused(
+            &random(
+                json!({"conv0": {"in_channels": null, "out_channels": 8, "n_conv": 1,
+                "d_reduction": "AvgPooling"}}),
+            ),
+            "Dimension reduction is not supported",
+        );
+        refused(
+            &random(
+                json!({"conv0": {"in_channels": null, "out_channels": 8, "n_conv": 1,
+                "d_reduction": "stride"}, "conv1": {"in_channels": 4, "out_channels": 8,
+                "n_conv": 1, "d_reduction": "stride"}}),
+            ),
+            "previous block gives 8 channels",
+        );
+        refused(
+            &random(
+                json!({"block": {"in_channels": null, "out_channels": 8, "n_conv": 1,
+                "d_reduction": "stride"}}),
+            ),
+            "no key `conv0`",
+        );
+        let mut tiny = maps(
+            "RandomArchitecture",
+            c,
+            &[1, 2, 2],
+            json!({"n_fcblocks": 1, "network_normalization": "InstanceNorm",
+                "convolutions_dict": {"conv0": {"in_channels": null, "out_channels": 4,
+                "n_conv": 1, "d_reduction": "stride"}}}),
+        );
+        refused(&tiny, "InstanceNorm to a single voxel");
+        tiny.raw["convolutions_dict"]["conv0"]["d_reduction"] = json!("MaxPooling");
+        check_architecture(&tiny).unwrap();
+        refused(
+            &vae(
+                json!({"loss": "VAEGaussianLoss", "size_reduction_factor": 5,
+                "n_conv": 100}),
+            ),
+            "too many convolutions",
+        );
+        refused(
+            &vae(
+                json!({"loss": "VAEGaussianLoss", "size_reduction_factor": 5,
+                "io_layer_channels": 1_i64 << 40}),
+            ),
+            "io_layer_channels` must be an integer from 1",
+        );
+    }
 }
