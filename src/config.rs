@@ -19,7 +19,9 @@ use crate::maps::group::{
 };
 use crate::maps::json::{MapsJson, Task, read_maps_json};
 use crate::maps::layout::{MapsLayout, is_training_group};
-use crate::predict::engine::EngineOptions;
+use crate::networks::Family;
+use crate::networks::vae::VAE_LOSSES;
+use crate::predict::engine::{Criterion, EngineOptions};
 use crate::predict::loss::Loss;
 
 /// What happens to the data group definition.
@@ -68,6 +70,19 @@ pub struct PredictConfig {
     pub engine: EngineOptions,
     /// `--overwrite`.
     pub overwrite: bool,
+    /// The save options (reconstruction).
+    pub save: SaveOptions,
+}
+
+/// `--save_tensor`, `--save_nifti`, `--save_latent_tensor`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SaveOptions {
+    /// `--save_tensor`.
+    pub tensor: bool,
+    /// `--save_nifti`.
+    pub nifti: bool,
+    /// `--save_latent_tensor`.
+    pub latent: bool,
 }
 
 /// The device of `--gpu/--no-gpu` (ClinicaDL's checks 1 and 2 of predict.md §1.2).
@@ -105,18 +120,61 @@ fn check_unsupported_options(args: &PredictArgs, maps: &MapsJson) -> Result<()> 
             .into());
         }
     }
-    for (given, option) in [
-        (args.save_tensor, "--save_tensor"),
-        (args.save_nifti, "--save_nifti"),
-        (args.save_latent_tensor, "--save_latent_tensor"),
-    ] {
-        if given {
-            return Err(
-                UsageError::new(format!("{option} is not supported yet by clinicadl-rs")).into(),
-            );
-        }
+    if args.save_latent_tensor && crate::networks::spec(maps)?.family() != Family::Vae {
+        return Err(UsageError::new(format!(
+            "--save_latent_tensor needs a variational autoencoder (Vanilla3DdenseVAE or the CVAE_3D family), and this MAPS's network is {} (ClinicaDL 1.6.1 fails after writing the TSVs)",
+            maps.architecture
+        ))
+        .into());
     }
     Ok(())
+}
+
+/// The criterion of `maps.json` `loss` for this MAPS's task and network (predict.md §8.5).
+fn resolve_criterion(maps: &MapsJson) -> Result<Criterion> {
+    if maps.task != Task::Reconstruction {
+        return Ok(Criterion::Supervised(Loss::from_name(
+            maps.task,
+            maps.loss.as_deref(),
+        )?));
+    }
+    let name = maps.loss.clone().unwrap_or_else(|| "MSELoss".to_owned());
+    let is_vae_loss = VAE_LOSSES.contains(&name.as_str());
+    if !is_vae_loss {
+        // A plain criterion must be one of ClinicaDL's reconstruction losses.
+        Loss::from_name(Task::Reconstruction, Some(&name)).map_err(|_| {
+            let mut allowed: Vec<String> = [
+                "MSELoss",
+                "L1Loss",
+                "KLDivLoss",
+                "BCEWithLogitsLoss",
+                "HuberLoss",
+                "SmoothL1Loss",
+            ]
+            .iter()
+            .chain(VAE_LOSSES.iter())
+            .map(|n| format!("'{n}'"))
+            .collect();
+            allowed.dedup();
+            anyhow::anyhow!(
+                "maps.json `loss` is `{name}`: Reconstruction loss must be chosen in [{}]",
+                allowed.join(", ")
+            )
+        })?;
+    }
+    let family = crate::networks::spec(maps)?.family();
+    match (family, is_vae_loss) {
+        (Family::Vae, false) if maps.architecture != "CVAE_3D" => bail!(
+            "maps.json `loss` is `{name}`, but {} needs a VAE loss ({})",
+            maps.architecture,
+            VAE_LOSSES.join(", ")
+        ),
+        (Family::Autoencoder | Family::UNet, true) => bail!(
+            "maps.json `loss` is `{name}`, a VAE loss, but {} is not a variational autoencoder",
+            maps.architecture
+        ),
+        _ => Ok(Criterion::Reconstruction(name)),
+    }
 }
 
 /// Splits to run: `--split` values (each must be trained), else every trained split.
@@ -342,18 +400,11 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
     let maps = read_maps_json(maps_dir)?;
     check_unsupported_options(args, &maps)?;
     crate::networks::check_architecture(&maps)?;
-    if maps.task == Task::Reconstruction {
-        // The networks are ready (src/networks/), the engine and writers are not.
-        bail!(
-            "the reconstruction task is not supported yet by clinicadl-rs predict (architecture `{}`)",
-            maps.architecture
-        );
-    }
-    let loss = Loss::from_name(maps.task, maps.loss.as_deref())?;
+    let criterion = resolve_criterion(&maps)?;
     let label = args.label.clone().or_else(|| maps.label.clone());
     let splits = resolve_splits(&layout, &args.split)?;
     let group_action = resolve_group(args, &layout, &maps, args.label.as_deref())?;
-    let use_labels = args.use_labels() && maps.task != Task::Reconstruction;
+    let use_labels = args.use_labels();
     let mut runs = Vec::new();
     for split in splits {
         let selection_metrics = resolve_metrics(&layout, &maps, split, &args.selection_metrics)?;
@@ -395,7 +446,7 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
         n_proc: args.n_proc as usize,
         use_labels,
         task: maps.task,
-        loss,
+        criterion,
     };
     Ok(PredictConfig {
         layout,
@@ -405,5 +456,10 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
         runs,
         engine,
         overwrite: args.overwrite,
+        save: SaveOptions {
+            tensor: args.save_tensor,
+            nifti: args.save_nifti,
+            latent: args.save_latent_tensor,
+        },
     })
 }

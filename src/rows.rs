@@ -21,6 +21,18 @@ pub enum RowValues {
         /// The network output.
         predicted_label: f64,
     },
+    /// `MAE, RMSE, PSNR, SSIM` between the input element and its reconstruction (MAE and RMSE
+    /// are float32 as numpy computes them).
+    Reconstruction {
+        /// Mean absolute error.
+        mae: f32,
+        /// Root mean squared error.
+        rmse: f32,
+        /// Peak signal-to-noise ratio.
+        psnr: f64,
+        /// Structural similarity.
+        ssim: f64,
+    },
 }
 
 /// One element's result.

@@ -41,6 +41,8 @@ pub struct SessionSample {
     pub label: Label,
     /// The image tensor (`deeplearning_prepare_data/image_based/...pt`).
     pub image_path: PathBuf,
+    /// The CAPS root of the session's cohort.
+    pub caps_root: PathBuf,
 }
 
 /// What the dataset needs to know besides the group.
@@ -70,6 +72,8 @@ pub struct Dataset {
     pub element_shape: Vec<usize>,
     /// The evaluation transforms.
     pub transforms: Transforms,
+    /// How the CAPS files of this preprocessing are named.
+    pub pattern: FilePattern,
 }
 
 /// Checks that a CAPS root looks like a CAPS (predict.md §6.1).
@@ -116,6 +120,18 @@ fn row_label(cell: &Cell, maps: &MapsJson, column: &str) -> Result<Label, String
             )),
         },
         Task::Reconstruction => Ok(Label::Absent),
+    }
+}
+
+impl SessionSample {
+    /// The session's CAPS NIfTI image, the source of its tensor, when there is exactly one.
+    pub fn source_nifti(&self, pattern: &FilePattern) -> Option<PathBuf> {
+        super::paths::source_nifti(
+            &self.caps_root,
+            &self.participant_id,
+            &self.session_id,
+            pattern,
+        )
     }
 }
 
@@ -187,6 +203,7 @@ impl Dataset {
                 cohort: session_cohort,
                 label,
                 image_path,
+                caps_root: root.clone(),
             });
         }
         let extraction = match sessions.first() {
@@ -280,6 +297,7 @@ impl Dataset {
             selected,
             element_shape: maps.input_size.clone(),
             transforms,
+            pattern,
         })
     }
 

@@ -158,6 +158,28 @@ fn highest_run(matches: &[PathBuf]) -> Option<PathBuf> {
     }
 }
 
+/// The single match, the highest run among matches differing by their run, or all matches.
+fn pick(matches: Vec<PathBuf>) -> Result<Option<PathBuf>, Vec<PathBuf>> {
+    match matches.len() {
+        0 => Ok(None),
+        1 => Ok(matches.into_iter().next()),
+        _ => highest_run(&matches).map(Some).ok_or(matches),
+    }
+}
+
+/// The session's CAPS NIfTI image (the source of its tensor), when there is exactly one.
+pub fn source_nifti(
+    caps: &Path,
+    participant: &str,
+    session: &str,
+    pattern: &FilePattern,
+) -> Option<PathBuf> {
+    let session_dir = caps.join("subjects").join(participant).join(session);
+    pick(find_files(&session_dir, &pattern.pattern))
+        .ok()
+        .flatten()
+}
+
 /// Where a session's image tensor is, or why it cannot be found.
 pub fn image_tensor_path(
     caps: &Path,
@@ -166,13 +188,6 @@ pub fn image_tensor_path(
     pattern: &FilePattern,
 ) -> Result<PathBuf, String> {
     let session_dir = caps.join("subjects").join(participant).join(session);
-    let pick = |matches: Vec<PathBuf>| -> Result<Option<PathBuf>, Vec<PathBuf>> {
-        match matches.len() {
-            0 => Ok(None),
-            1 => Ok(matches.into_iter().next()),
-            _ => highest_run(&matches).map(Some).ok_or(matches),
-        }
-    };
     let nifti = pick(find_files(&session_dir, &pattern.pattern));
     if let Ok(Some(file)) = &nifti {
         let name = file

@@ -8,3 +8,4 @@ pub mod plan;
 pub mod prediction;
 pub mod pyrepr;
 pub mod results;
+pub mod saved;

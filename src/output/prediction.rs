@@ -3,25 +3,29 @@
 
 use std::io::Write;
 
-use crate::output::pyrepr::tsv_f64;
+use crate::maps::json::Task;
+use crate::output::pyrepr::{tsv_f32, tsv_f64};
 use crate::rows::{Row, RowValues};
 use crate::tsv::write_row;
 
 /// The header of a prediction TSV.
 /// `level` names the id column (`<level>_id`).
-pub fn prediction_header(level: &str, rows: &[Row], n_classes: usize) -> Vec<String> {
+pub fn prediction_header(level: &str, task: Task, n_classes: usize) -> Vec<String> {
     let mut header: Vec<String> = vec![
         "participant_id".into(),
         "session_id".into(),
         format!("{level}_id"),
     ];
-    match rows.first().map(|r| &r.values) {
-        Some(RowValues::Regression { .. }) => {
+    match task {
+        Task::Regression => {
             header.extend(["true_label".into(), "predicted_label".into()]);
         }
-        _ => {
+        Task::Classification => {
             header.extend(["true_label".into(), "predicted_label".into()]);
             header.extend((0..n_classes).map(|i| format!("proba{i}")));
+        }
+        Task::Reconstruction => {
+            header.extend(["MAE", "RMSE", "PSNR", "SSIM"].map(String::from));
         }
     }
     header
@@ -31,12 +35,13 @@ pub fn prediction_header(level: &str, rows: &[Row], n_classes: usize) -> Vec<Str
 pub fn write_prediction_tsv<W: Write>(
     mut w: W,
     level: &str,
+    task: Task,
     rows: &[Row],
     n_classes: usize,
 ) -> std::io::Result<()> {
     write_row(
         &mut w,
-        prediction_header(level, rows, n_classes)
+        prediction_header(level, task, n_classes)
             .iter()
             .map(String::as_str),
     )?;
@@ -63,6 +68,17 @@ pub fn write_prediction_tsv<W: Write>(
                 fields.push(true_label.map_or_else(|| "-1".to_owned(), tsv_f64));
                 fields.push(tsv_f64(*predicted_label));
             }
+            RowValues::Reconstruction {
+                mae,
+                rmse,
+                psnr,
+                ssim,
+            } => {
+                fields.push(tsv_f32(*mae));
+                fields.push(tsv_f32(*rmse));
+                fields.push(tsv_f64(*psnr));
+                fields.push(tsv_f64(*ssim));
+            }
         }
         write_row(&mut w, fields.iter().map(String::as_str))?;
     }
@@ -86,7 +102,7 @@ mod tests {
             },
         }];
         let mut out = Vec::new();
-        write_prediction_tsv(&mut out, "image", &rows, 2).unwrap();
+        write_prediction_tsv(&mut out, "image", Task::Classification, &rows, 2).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "participant_id\tsession_id\timage_id\ttrue_label\tpredicted_label\tproba0\tproba1\nsub-09\tses-M000\t0\t0\t1\t0.479420930147171\t0.5205790400505066\n"
@@ -101,7 +117,7 @@ mod tests {
             },
         }];
         let mut out = Vec::new();
-        write_prediction_tsv(&mut out, "image", &rows, 0).unwrap();
+        write_prediction_tsv(&mut out, "image", Task::Regression, &rows, 0).unwrap();
         assert!(
             String::from_utf8(out)
                 .unwrap()

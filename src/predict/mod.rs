@@ -23,6 +23,7 @@ use crate::metrics;
 use crate::output::description::write_description;
 use crate::output::prediction::write_prediction_tsv;
 use crate::output::results::ResultSet;
+use crate::output::saved::Saver;
 use crate::rows::{Row, RowValues};
 use crate::tsv::{Cell, Table};
 use crate::ui;
@@ -115,7 +116,22 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
         };
         let unit = format!("{}s", maps.mode.name()).replace("patchs", "patches");
         let mut progress = ui::Progress::new(&label, &unit, dataset.len() as u64);
-        let output = run_inference(dataset, &model, &config.engine, &mut progress)?;
+        let saver = Saver {
+            dir: set.file(""),
+            tensor: config.save.tensor,
+            nifti: config.save.nifti,
+            latent: config.save.latent,
+            mode: maps.mode.name(),
+            pattern: dataset.pattern.clone(),
+        };
+        let output = run_inference(
+            dataset,
+            &model,
+            maps,
+            &config.engine,
+            Some(&saver),
+            &mut progress,
+        )?;
         progress.finish();
         ui::debug(&format!(
             "forward passes: {:.3} s for {} elements",
@@ -123,16 +139,18 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
             dataset.len()
         ));
         notes |= output.notes;
-        if let Some(loss) = output.loss {
+        if let Some((_, loss)) = output.losses.first() {
             ui::info(&format!(
                 "{} level {} loss is {} for model selected on {metric}",
                 maps.mode.name(),
                 config.group,
-                crate::output::pyrepr::repr_f64(f64::from(loss))
+                crate::output::pyrepr::repr_f64(f64::from(*loss))
             ));
+        }
+        if config.engine.use_labels && !output.losses.is_empty() {
             blocks.push((
                 mode_level_metrics(config.engine.task, &output.rows, n_classes(config)),
-                loss,
+                output.losses,
             ));
         }
         rows.extend(output.rows);
@@ -172,24 +190,32 @@ fn write_results(
     run: &SplitRun,
     set: &ResultSet,
     rows: &[Row],
-    blocks: &[(MetricTable, f32)],
+    blocks: &[(MetricTable, Vec<(String, f32)>)],
     metric: &str,
 ) -> Result<()> {
     let mode = config.maps.mode;
     let level = mode.name();
     let group = &config.group;
     let path = set.file(&results_tsv_name(group, level, "prediction"));
-    write_prediction_tsv(create(&path)?, mode.name(), rows, n_classes(config))
+    let task = config.engine.task;
+    write_prediction_tsv(create(&path)?, mode.name(), task, rows, n_classes(config))
         .with_context(|| format!("cannot write `{}`", path.display()))?;
     let metrics_path = set.file(&results_tsv_name(group, level, "metrics"));
     if !blocks.is_empty() {
         let mut w = create(&metrics_path)?;
-        for (network, ((table, ci), loss)) in blocks.iter().enumerate() {
-            let losses = [("loss".to_owned(), f64::from(*loss))];
+        for (network, ((table, ci), losses)) in blocks.iter().enumerate() {
+            let losses: Vec<(String, f64)> = losses
+                .iter()
+                .map(|(k, v)| (k.clone(), f64::from(*v)))
+                .collect();
             metrics::write_metrics_table(&mut w, table, Some(ci), &losses)
                 .with_context(|| format!("cannot write `{}`", metrics_path.display()))?;
             if config.maps.multi_network {
-                metrics::write_network_separator_row(&mut w, network, table.len() + 2)?;
+                metrics::write_network_separator_row(
+                    &mut w,
+                    network,
+                    table.len() + losses.len() + 1,
+                )?;
             }
         }
         w.flush()?;
@@ -202,15 +228,25 @@ fn write_results(
     let image_metrics = set.file(&results_tsv_name(group, "image", "metrics"));
     if config.maps.num_networks <= 1 {
         // One element per image: the element-level results are the image-level ones.
-        write_prediction_tsv(create(&image_prediction)?, "image", rows, n_classes(config))?;
+        write_prediction_tsv(
+            create(&image_prediction)?,
+            "image",
+            task,
+            rows,
+            n_classes(config),
+        )?;
         if !blocks.is_empty() {
             std::fs::copy(&metrics_path, &image_metrics)
                 .with_context(|| format!("cannot write `{}`", image_metrics.display()))?;
         }
         return Ok(());
     }
+    if task == Task::Reconstruction {
+        // ClinicaDL writes no image-level results for reconstruction with several elements.
+        return Ok(());
+    }
     let validation = validation_rows(config, run, rows, metric)?;
-    let image_rows = match config.engine.task {
+    let image_rows = match task {
         Task::Classification => {
             let weights =
                 ensemble::soft_voting_weights(&validation, config.maps.selection_threshold);
@@ -222,6 +258,7 @@ fn write_results(
     write_prediction_tsv(
         create(&image_prediction)?,
         mode.name(),
+        task,
         &image_rows,
         n_classes(config),
     )?;
@@ -330,7 +367,29 @@ fn mode_level_metrics(task: Task, rows: &[Row], n_classes: usize) -> MetricTable
                 metrics::classification_ci(&y, &p, n_classes),
             )
         }
-        _ => {
+        Task::Reconstruction => {
+            let (mut mae, mut rmse, mut psnr, mut ssim) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for r in rows {
+                if let RowValues::Reconstruction {
+                    mae: a,
+                    rmse: b,
+                    psnr: c,
+                    ssim: d,
+                } = r.values
+                {
+                    mae.push(a);
+                    rmse.push(b);
+                    psnr.push(c);
+                    ssim.push(d);
+                }
+            }
+            (
+                metrics::reconstruction_metrics(&mae, &rmse, &psnr, &ssim),
+                metrics::reconstruction_ci(&mae, &rmse, &psnr, &ssim),
+            )
+        }
+        Task::Regression => {
             let (y, p): (Vec<f64>, Vec<f64>) = rows
                 .iter()
                 .filter_map(|r| match r.values {

@@ -46,6 +46,18 @@ fn check_case(source: &Path) {
         let rel = dir.strip_prefix(case.maps()).unwrap();
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() {
+                for file in std::fs::read_dir(entry.path()).unwrap().flatten() {
+                    let file_name = file.file_name().to_string_lossy().into_owned();
+                    let expected = expected_maps.join(rel).join(&name).join(&file_name);
+                    compare_saved_file(
+                        &file.path(),
+                        &expected,
+                        &format!("{}/{name}/{file_name}", rel.display()),
+                    );
+                }
+                continue;
+            }
             let actual = std::fs::read_to_string(entry.path()).unwrap();
             let expected = std::fs::read_to_string(expected_maps.join(rel).join(&name)).unwrap();
             let what = format!("{}/{name}", rel.display());
@@ -66,6 +78,78 @@ fn check_case(source: &Path) {
             }
         }
     }
+}
+
+/// Saved tensors (`.pt`) equal within 1e-5; NIfTI images have the same voxels (their header
+/// comes from the CAPS image here, identity in ClinicaDL).
+fn compare_saved_file(actual: &Path, expected: &Path, what: &str) {
+    let (a, e, shape_a, shape_e): (Vec<f32>, Vec<f32>, Vec<usize>, Vec<usize>) =
+        if what.ends_with(".pt") {
+            let (a, e) = (
+                clinicadl_rs::torchfile::read_tensor(actual).unwrap(),
+                clinicadl_rs::torchfile::read_tensor(expected).unwrap(),
+            );
+            assert_eq!(a.requires_grad, e.requires_grad, "{what}: requires_grad");
+            (
+                a.to_f32_vec().unwrap(),
+                e.to_f32_vec().unwrap(),
+                a.shape.clone(),
+                e.shape.clone(),
+            )
+        } else if what.ends_with(".nii.gz") {
+            use nifti::{IntoNdArray, NiftiObject};
+            let read = |p: &Path| {
+                let v = nifti::ReaderOptions::new()
+                    .read_file(p)
+                    .unwrap()
+                    .into_volume()
+                    .into_ndarray::<f32>()
+                    .unwrap();
+                (v.iter().copied().collect::<Vec<f32>>(), v.shape().to_vec())
+            };
+            let ((a, sa), (e, se)) = (read(actual), read(expected));
+            (a, e, sa, se)
+        } else {
+            panic!("{what}: unexpected saved file");
+        };
+    assert_eq!(shape_a, shape_e, "{what}: shape");
+    for (i, (x, y)) in a.iter().zip(&e).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-5 * x.abs().max(y.abs()) + 1e-6,
+            "{what}: value {i}: {x} != {y}"
+        );
+    }
+}
+
+#[test]
+fn image_reconstruction_matches_clinicadl() {
+    if let Some(reference) = reference_dir() {
+        check_case(&reference.join("image_reconstruction"));
+    }
+}
+
+/// `--save_nifti` keeps the space of the CAPS image (ClinicaDL writes an identity affine).
+#[test]
+fn saved_nifti_keeps_the_caps_image_affine() {
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    let case = Case::prepare(&reference.join("image_reconstruction"), "test");
+    assert!(case.predict(&["-s", "0"]).status.success());
+    let source = case.dir.join("caps/subjects/sub-T002/ses-M000/t1_linear/sub-T002_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz");
+    let saved = case
+        .maps()
+        .join("split-0/best-loss/test/nifti_images/sub-T002_ses-M000_image_output.nii.gz");
+    let (s, o) = (
+        nifti::NiftiHeader::from_file(&source).unwrap(),
+        nifti::NiftiHeader::from_file(&saved).unwrap(),
+    );
+    assert_eq!(
+        (o.srow_x, o.srow_y, o.srow_z, o.sform_code),
+        (s.srow_x, s.srow_y, s.srow_z, s.sform_code)
+    );
+    assert_eq!(o.pixdim[1..4], s.pixdim[1..4]);
+    assert_ne!(o.srow_x[3], 0.0, "the source affine has an offset");
 }
 
 #[test]
@@ -433,7 +517,10 @@ fn one_element_per_image_keeps_the_identifiers() {
     let json = case.maps().join("maps.json");
     let text = std::fs::read_to_string(&json).unwrap();
     let text = text
-        .replace("\"discarded_slices\": [\n            8\n        ]", "\"discarded_slices\": [\n            9\n        ]")
+        .replace(
+            "\"discarded_slices\": [\n            8\n        ]",
+            "\"discarded_slices\": [\n            9\n        ]",
+        )
         .replace("\"num_networks\": 3", "\"num_networks\": 1");
     std::fs::write(&json, text).unwrap();
     let out = case.predict(&[]);
@@ -441,9 +528,21 @@ fn one_element_per_image_keeps_the_identifiers() {
     let dir = case.maps().join("split-0/best-loss/test");
     let slices = std::fs::read_to_string(dir.join("test_slice_level_prediction.tsv")).unwrap();
     let images = std::fs::read_to_string(dir.join("test_image_level_prediction.tsv")).unwrap();
-    assert!(slices.lines().skip(1).all(|l| l.split('\t').nth(2) == Some("9")), "{slices}");
-    assert_eq!(images.lines().next().unwrap(), "participant_id\tsession_id\timage_id\ttrue_label\tpredicted_label\tproba0\tproba1");
-    assert_eq!(images.lines().skip(1).collect::<Vec<_>>(), slices.lines().skip(1).collect::<Vec<_>>());
+    assert!(
+        slices
+            .lines()
+            .skip(1)
+            .all(|l| l.split('\t').nth(2) == Some("9")),
+        "{slices}"
+    );
+    assert_eq!(
+        images.lines().next().unwrap(),
+        "participant_id\tsession_id\timage_id\ttrue_label\tpredicted_label\tproba0\tproba1"
+    );
+    assert_eq!(
+        images.lines().skip(1).collect::<Vec<_>>(),
+        slices.lines().skip(1).collect::<Vec<_>>()
+    );
     assert_eq!(
         std::fs::read_to_string(dir.join("test_image_level_metrics.tsv")).unwrap(),
         std::fs::read_to_string(dir.join("test_slice_level_metrics.tsv")).unwrap()
