@@ -40,6 +40,31 @@ pub fn planned_files(config: &PredictConfig) -> Vec<PathBuf> {
                     names.push(results_tsv_name(group, "image", "metrics"));
                 }
             }
+            for session in &run.dataset.sessions {
+                let stem = format!("{}_{}", session.participant_id, session.session_id);
+                for &position in &run.dataset.selected {
+                    let element = format!(
+                        "{stem}_{level}-{}",
+                        run.dataset.extraction.element_id(position)
+                    );
+                    if config.save.tensor {
+                        names.push(format!("tensors/{element}_input.pt"));
+                        names.push(format!("tensors/{element}_output.pt"));
+                    }
+                    if config.save.nifti {
+                        let base = if level == "image" {
+                            format!("{stem}_image")
+                        } else {
+                            element.clone()
+                        };
+                        names.push(format!("nifti_images/{base}_input.nii.gz"));
+                        names.push(format!("nifti_images/{base}_output.nii.gz"));
+                    }
+                    if config.save.latent {
+                        names.push(format!("latent_tensors/{element}_latent.pt"));
+                    }
+                }
+            }
             files.extend(names.into_iter().map(|n| dir.join(n)));
         }
     }

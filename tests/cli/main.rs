@@ -6,5 +6,6 @@
 mod errors;
 mod harness;
 mod parity;
+mod reconstruction;
 mod safety;
 mod torch_readback;
