@@ -173,6 +173,9 @@ fn large_fixtures() -> Option<PathBuf> {
 fn large(name: &str) {
     match large_fixtures() {
         Some(dir) => check_case(&dir.join(name)),
+        None if std::env::var_os("CLINICADL_RS_REQUIRE_REFERENCE").is_some() => panic!(
+            "network parity `{name}` needs CLINICADL_RS_CLINICADL_PYTHON (CLINICADL_RS_REQUIRE_REFERENCE is set)"
+        ),
         None => eprintln!(
             "SKIPPED network parity `{name}`: set CLINICADL_RS_CLINICADL_PYTHON to a python with ClinicaDL 1.6.1 to make its fixture"
         ),
