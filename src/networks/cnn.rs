@@ -26,7 +26,8 @@ const CHANNELS: [i64; 5] = [8, 16, 32, 64, 128];
 #[derive(Debug)]
 struct Block {
     conv: Conv,
-    norm: BatchNorm,
+    /// The batch normalisation, unless folded into `conv`.
+    norm: Option<BatchNorm>,
 }
 
 /// A built CNN with its weights.
@@ -62,7 +63,7 @@ impl Cnn {
             .iter()
             .enumerate()
             .map(|(b, &c_out)| {
-                let conv = Conv::load(
+                let mut conv = Conv::load(
                     sd,
                     &format!("convolutions.{}", b * step),
                     dim,
@@ -75,6 +76,12 @@ impl Cnn {
                 );
                 let norm = BatchNorm::load(sd, &format!("convolutions.{}", b * step + 1), c_out);
                 c_in = c_out;
+                // Inference only: fold the batch normalisation into the convolution.
+                let norm = if sd.is_check_only() || conv.fold_batch_norm(&norm).is_err() {
+                    Some(norm)
+                } else {
+                    None
+                };
                 Block { conv, norm }
             })
             .collect();
@@ -105,7 +112,9 @@ impl Cnn {
         let mut h = x.shallow_clone();
         for block in &self.blocks {
             h = block.conv.forward(&h)?;
-            h = block.norm.forward(&h)?;
+            if let Some(norm) = &block.norm {
+                h = norm.forward(&h)?;
+            }
             h = h.f_relu_()?;
             if self.kind != CnnKind::StrideConv5Fc3 {
                 h = pad_max_pool(&h, self.dim)?;

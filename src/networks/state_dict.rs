@@ -43,6 +43,11 @@ impl StateDict {
         }
     }
 
+    /// Whether this only checks keys and shapes (parameters are empty placeholders).
+    pub fn is_check_only(&self) -> bool {
+        self.check_only
+    }
+
     /// The float32 parameter `key` with the expected `shape`. A problem is recorded (and a
     /// zero tensor returned) when the key is missing or its shape differs.
     pub fn param(&self, key: &str, shape: &[i64]) -> Tensor {
