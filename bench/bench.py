@@ -13,9 +13,13 @@ images), in its folder under the work directory:
      --batch_size 8 -np 2`), each under /usr/bin/time -v (wall, max RSS) while a sampler sums the
      RSS and the PSS of the whole process tree every 0.1 s (ClinicaDL's DataLoader workers are
      processes; /usr/bin/time's max RSS is that of the largest single process);
-  4. compare the prediction TSVs: same rows, same labels, probabilities within 1e-4.
-Then `clinicadl-rs --help` (median of 20 runs) and runs of clinicadl-rs on a single image (an upper
-bound of the model load). Prints a Markdown report and writes it to WORK/results.md.
+  4. compare the prediction TSVs: same rows, same labels, probabilities within 1e-4 (and, as an
+     extra check, the names and values rows of the metrics TSVs).
+Then `clinicadl-rs --help` (median of 20 runs; `clinicadl predict --help` for comparison), runs of
+clinicadl-rs on a single image (wall minus forward: an upper bound of the model load) and, when
+strace is installed, the timestamps at which such a run opens its files (start-up, checkpoint
+decoding). Prints a Markdown report and writes it to WORK/results.md (WORK/quick/ with --quick),
+with the raw figures in results.json. Exits 1 when the predictions differ.
 """
 import argparse
 import datetime

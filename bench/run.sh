@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: clinicadl-rs predict against ClinicaDL 1.6.1 predict, on this machine, in one run.
 #
-#     bash bench/run.sh [--n 40] [--quick] [--patch-images 8] [--small-images 400] [--help-runs 20]
+#     bash bench/run.sh [--n 40] [--quick] [--patch-images 8] [--small-images 400]
+#                       [--small-shape 32 40 32] [--help-runs 20]
 #
 # From a clean clone it:
 #  1. sets up libtorch and builds the release binary (scripts/env.sh, cargo build --release);
@@ -9,7 +10,8 @@
 #     ${CLINICADL_RS_BENCH_VENV:-~/.cache/clinicadl-rs/clinicadl-1.6.1}:
 #     pip install clinicadl==1.6.1 torch==2.11.0 scipy==1.14.1
 #     (scipy pinned: ClinicaDL 1.6.1's bootstrap confidence intervals crash at random with
-#     scipy >= 1.17); needs GNU time (/usr/bin/time; `apt-get install time`);
+#     scipy >= 1.17); needs GNU time (/usr/bin/time; installed with apt-get when missing) and, for
+#     the model-load timing, strace (optional);
 #  3. runs bench/bench.py in target/bench/ (or $CLINICADL_RS_BENCH_WORK): three workloads (image:
 #     N full-size images; patch: pre-extracted 50^3 patches; small: 400 small images), each a
 #     synthetic CAPS and a Conv5_FC3 MAPS made by bench/make_workload.py (reused on later runs with
