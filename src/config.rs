@@ -447,6 +447,11 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
         use_labels,
         task: maps.task,
         criterion,
+        // On the CPU, whole 3D images go through the network one at a time: the activations of
+        // a batch of full-size images take gigabytes, and throughput does not depend on it.
+        micro_batch: (device == Device::Cpu
+            && maps.input_size.iter().product::<usize>() >= 1 << 20)
+            .then_some(1),
     };
     Ok(PredictConfig {
         layout,

@@ -38,7 +38,22 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     };
-    let error = Command::new(&engine).args(&args[1..]).exec();
+    let mut command = Command::new(&engine);
+    command.args(&args[1..]);
+    // glibc returns every large block (an activation of hundreds of MB) to the kernel when freed,
+    // so each layer maps fresh pages that fault and are zeroed again: keep freed memory instead
+    // (no mmap for large blocks, no trimming). Set before exec, as glibc reads them at start-up;
+    // a user's own settings, or CLINICADL_RS_MALLOC=default, win.
+    let tuned = std::env::var_os("CLINICADL_RS_MALLOC").is_none_or(|v| v != "default");
+    if tuned
+        && std::env::var_os("MALLOC_MMAP_MAX_").is_none()
+        && std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none()
+    {
+        command
+            .env("MALLOC_MMAP_MAX_", "0")
+            .env("MALLOC_TRIM_THRESHOLD_", "18446744073709551615");
+    }
+    let error = command.exec();
     eprintln!(
         "error: cannot run the engine `{}`: {error}\nhint: clinicadl-rs-engine must be installed in the same folder as clinicadl-rs (or set CLINICADL_RS_ENGINE)",
         engine.display()

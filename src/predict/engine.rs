@@ -16,7 +16,7 @@ use super::ssim::ssim;
 use crate::caps::dataset::{Dataset, Label};
 use crate::caps::transforms::Notes;
 use crate::maps::json::{MapsJson, Task};
-use crate::networks::Network;
+use crate::networks::{Forward, Network};
 use crate::output::saved::{SavedElement, Saver};
 use crate::rows::{Row, RowValues, first_argmax};
 use crate::ui::Progress;
@@ -48,6 +48,36 @@ pub struct EngineOptions {
     pub task: Task,
     /// The criterion.
     pub criterion: Criterion,
+    /// Run the network on at most this many elements at a time within a batch (losses and
+    /// rows still follow the batch): bounds the activation memory of large 3D inputs on the CPU.
+    pub micro_batch: Option<usize>,
+}
+
+/// The forward pass of a batch, computed `chunk` elements at a time when given.
+fn forward_in_chunks(
+    network: &Network,
+    input: &Tensor,
+    chunk: Option<usize>,
+) -> Result<Forward, tch::TchError> {
+    let n = input.size().first().copied().unwrap_or(0);
+    let Some(chunk) = chunk.map(|c| c.max(1) as i64).filter(|&c| c < n) else {
+        return network.forward_full(input);
+    };
+    let mut parts = Vec::new();
+    for start in (0..n).step_by(chunk as usize) {
+        parts.push(network.forward_full(&input.f_narrow(0, start, chunk.min(n - start))?)?);
+    }
+    let cat = |get: &dyn Fn(&Forward) -> Option<&Tensor>| -> Result<Option<Tensor>, tch::TchError> {
+        let tensors: Option<Vec<&Tensor>> = parts.iter().map(get).collect();
+        tensors.map(|t| Tensor::f_cat(&t, 0)).transpose()
+    };
+    let output = cat(&|f| Some(&f.output))?
+        .unwrap_or_else(|| Tensor::empty([0], (Kind::Float, Device::Cpu)));
+    Ok(Forward {
+        output,
+        mu: cat(&|f| f.mu.as_ref())?,
+        logvar: cat(&|f| f.logvar.as_ref())?,
+    })
 }
 
 /// What one pass over the dataset gives.
@@ -138,8 +168,7 @@ pub fn run_inference(
             )?
         };
         let (forward, batch_losses) = tch::autocast(options.amp, || -> Result<_> {
-            let mut forward = network
-                .forward_full(&input)
+            let mut forward = forward_in_chunks(network, &input, options.micro_batch)
                 .context("the forward pass failed")?;
             forward.output = forward.output.f_to_kind(Kind::Float)?;
             let batch_losses: Vec<(String, f32)> = match &options.criterion {

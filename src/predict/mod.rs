@@ -55,6 +55,8 @@ pub fn execute(config: &PredictConfig) -> Result<()> {
     }
     if config.engine.device != tch::Device::Cpu {
         ui::info(&format!("Working on {:?}", config.engine.device));
+        // Every batch has the same shape: let cuDNN pick its fastest algorithms once.
+        tch::Cuda::cudnn_set_benchmark(true);
     }
     for run in &config.runs {
         ui::info(&format!("Prediction of split {}", run.split));
