@@ -143,18 +143,11 @@ fn resolve_criterion(maps: &MapsJson) -> Result<Criterion> {
     if !is_vae_loss {
         // A plain criterion must be one of ClinicaDL's reconstruction losses.
         Loss::from_name(Task::Reconstruction, Some(&name)).map_err(|_| {
-            let mut allowed: Vec<String> = [
-                "MSELoss",
-                "L1Loss",
-                "KLDivLoss",
-                "BCEWithLogitsLoss",
-                "HuberLoss",
-                "SmoothL1Loss",
-            ]
-            .iter()
-            .chain(VAE_LOSSES.iter())
-            .map(|n| format!("'{n}'"))
-            .collect();
+            let mut allowed: Vec<String> = crate::predict::loss::REGRESSION
+                .iter()
+                .chain(VAE_LOSSES.iter())
+                .map(|n| format!("'{n}'"))
+                .collect();
             allowed.dedup();
             anyhow::anyhow!(
                 "maps.json `loss` is `{name}`: Reconstruction loss must be chosen in [{}]",

@@ -30,7 +30,8 @@ pub enum Loss {
 }
 
 const CLASSIFICATION: &[&str] = &["CrossEntropyLoss", "MultiMarginLoss"];
-const REGRESSION: &[&str] = &[
+/// The plain criteria of regression and reconstruction (ClinicaDL's order).
+pub const REGRESSION: &[&str] = &[
     "MSELoss",
     "L1Loss",
     "KLDivLoss",
