@@ -36,7 +36,7 @@ impl GroupLock {
             {
                 Ok(mut file) => {
                     let command: Vec<String> = std::env::args().collect();
-                    writeln!(
+                    let written = writeln!(
                         file,
                         "pid={}\nhost={}\nstarted={}\ncommand={}",
                         std::process::id(),
@@ -44,7 +44,14 @@ impl GroupLock {
                         chrono::Local::now().format("%Y-%m-%d %H:%M:%S"),
                         command.join(" ")
                     )
-                    .with_context(|| format!("cannot write the lock file `{}`", path.display()))?;
+                    .and_then(|()| file.flush());
+                    if let Err(e) = written {
+                        // A lock without its owner would block every later run.
+                        let _ = std::fs::remove_file(&path);
+                        return Err(e).with_context(|| {
+                            format!("cannot write the lock file `{}`", path.display())
+                        });
+                    }
                     return Ok(GroupLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -57,9 +64,18 @@ impl GroupLock {
                     };
                     let pid: Option<u32> = field("pid").parse().ok();
                     let same_host = field("host") == hostname() || field("host").is_empty();
+                    // A lock without a pid that is not being written right now is left over.
+                    let old = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age.as_secs() >= 10);
                     match pid {
                         Some(pid) if same_host && !pid_alive(pid) => {
                             // Stale: its owner is gone.
+                            let _ = std::fs::remove_file(&path);
+                        }
+                        None if old => {
                             let _ = std::fs::remove_file(&path);
                         }
                         _ => bail!(

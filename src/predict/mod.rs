@@ -71,20 +71,20 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
     let layout = &config.layout;
     let maps = &config.maps;
     let target = layout.results_dir(run.split, metric, &config.group);
-    std::fs::create_dir_all(layout.metric_dir(run.split, metric))?;
+    let metric_dir = layout.metric_dir(run.split, metric);
+    std::fs::create_dir_all(&metric_dir)
+        .with_context(|| format!("cannot create `{}`", metric_dir.display()))?;
     let set = ResultSet::begin(&target)?;
-    let description = set.file("description.log");
-    write_description(
-        BufWriter::new(
-            std::fs::File::create(&description)
-                .with_context(|| format!("cannot write `{}`", description.display()))?,
-        ),
-        &config.group,
-        &chrono::Local::now(),
-        &run.caps,
-        run.group.participant_count(),
-        run.group.data.rows.len(),
-    )?;
+    write_file(&set.file("description.log"), |w| {
+        write_description(
+            w,
+            &config.group,
+            &chrono::Local::now(),
+            &run.caps,
+            run.group.participant_count(),
+            run.group.data.rows.len(),
+        )
+    })?;
     // One network for all elements, or (multi-network MAPS) one per element.
     let networks: Vec<Option<usize>> = if maps.multi_network {
         (0..run.dataset.extraction.count()).map(Some).collect()
@@ -175,10 +175,18 @@ fn n_classes(config: &PredictConfig) -> usize {
     config.maps.output_size.unwrap_or(1)
 }
 
-fn create(path: &Path) -> Result<BufWriter<std::fs::File>> {
-    Ok(BufWriter::new(std::fs::File::create(path).with_context(
-        || format!("cannot write `{}`", path.display()),
-    )?))
+/// Writes a file through a buffer, flushing it explicitly so that a full disk is an error
+/// naming the file (a buffer dropped unflushed loses it silently).
+fn write_file(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    let mut w = BufWriter::new(file);
+    write(&mut w)
+        .and_then(|()| w.flush())
+        .with_context(|| format!("cannot write `{}`", path.display()))
 }
 
 type MetricTable = (
@@ -200,27 +208,28 @@ fn write_results(
     let group = &config.group;
     let path = set.file(&results_tsv_name(group, level, "prediction"));
     let task = config.engine.task;
-    write_prediction_tsv(create(&path)?, mode.name(), task, rows, n_classes(config))
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    write_file(&path, |w| {
+        write_prediction_tsv(w, mode.name(), task, rows, n_classes(config))
+    })?;
     let metrics_path = set.file(&results_tsv_name(group, level, "metrics"));
     if !blocks.is_empty() {
-        let mut w = create(&metrics_path)?;
-        for (network, ((table, ci), losses)) in blocks.iter().enumerate() {
-            let losses: Vec<(String, f64)> = losses
-                .iter()
-                .map(|(k, v)| (k.clone(), f64::from(*v)))
-                .collect();
-            metrics::write_metrics_table(&mut w, table, Some(ci), &losses)
-                .with_context(|| format!("cannot write `{}`", metrics_path.display()))?;
-            if config.maps.multi_network {
-                metrics::write_network_separator_row(
-                    &mut w,
-                    network,
-                    table.len() + losses.len() + 1,
-                )?;
+        write_file(&metrics_path, |w| {
+            for (network, ((table, ci), losses)) in blocks.iter().enumerate() {
+                let losses: Vec<(String, f64)> = losses
+                    .iter()
+                    .map(|(k, v)| (k.clone(), f64::from(*v)))
+                    .collect();
+                metrics::write_metrics_table(&mut *w, table, Some(ci), &losses)?;
+                if config.maps.multi_network {
+                    metrics::write_network_separator_row(
+                        &mut *w,
+                        network,
+                        table.len() + losses.len() + 1,
+                    )?;
+                }
             }
-        }
-        w.flush()?;
+            Ok(())
+        })?;
     }
     if mode == Mode::Image {
         return Ok(());
@@ -230,13 +239,9 @@ fn write_results(
     let image_metrics = set.file(&results_tsv_name(group, "image", "metrics"));
     if config.maps.num_networks <= 1 {
         // One element per image: the element-level results are the image-level ones.
-        write_prediction_tsv(
-            create(&image_prediction)?,
-            "image",
-            task,
-            rows,
-            n_classes(config),
-        )?;
+        write_file(&image_prediction, |w| {
+            write_prediction_tsv(w, "image", task, rows, n_classes(config))
+        })?;
         if !blocks.is_empty() {
             std::fs::copy(&metrics_path, &image_metrics)
                 .with_context(|| format!("cannot write `{}`", image_metrics.display()))?;
@@ -257,18 +262,14 @@ fn write_results(
         Task::Regression => ensemble::mean_vote(rows)?,
         Task::Reconstruction => return Ok(()),
     };
-    write_prediction_tsv(
-        create(&image_prediction)?,
-        mode.name(),
-        task,
-        &image_rows,
-        n_classes(config),
-    )?;
+    write_file(&image_prediction, |w| {
+        write_prediction_tsv(w, mode.name(), task, &image_rows, n_classes(config))
+    })?;
     if !blocks.is_empty() {
         let (table, _) = mode_level_metrics(config.engine.task, &image_rows, n_classes(config));
-        let mut w = create(&image_metrics)?;
-        metrics::write_metrics_table(&mut w, &table, None, &[])?;
-        w.flush()?;
+        write_file(&image_metrics, |w| {
+            metrics::write_metrics_table(w, &table, None, &[])
+        })?;
     }
     Ok(())
 }

@@ -180,3 +180,98 @@ fn sigkill_at_any_moment_leaves_whole_results_and_a_rerun_completes() {
         );
     }
 }
+
+/// Runs `clinicadl-rs predict <args>` inside a private mount namespace (`unshare -m`, root only)
+/// after `setup`, a shell snippet run there first. `None` when namespaces are not available.
+fn predict_in_namespace(case: &Case, setup: &str, extra: &[&str]) -> Option<std::process::Output> {
+    let probe = Command::new("unshare").args(["-m", "true"]).output().ok()?;
+    if !probe.status.success() {
+        eprintln!("SKIPPED: `unshare -m` is not permitted here");
+        return None;
+    }
+    let mut args: Vec<String> = case.args.clone();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let script = format!(
+        "set -e\n{setup}\nexec '{}' predict {}",
+        binary().display(),
+        quoted.join(" ")
+    );
+    Some(
+        Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .current_dir(&case.dir)
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn read_only_maps_is_a_clear_error_and_stays_unchanged() {
+    let case = example();
+    let before = tree_digest(&case.maps());
+    let maps = case.maps().display().to_string();
+    let setup = format!("mount --bind '{maps}' '{maps}'\nmount -o remount,bind,ro '{maps}'");
+    let Some(out) = predict_in_namespace(&case, &setup, &[]) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the MAPS must be writable") && err.contains("Read-only file system"),
+        "{err}"
+    );
+    assert!(tree_digest(&case.maps()) == before, "the MAPS changed");
+}
+
+#[test]
+fn full_disk_is_a_clear_error_without_partial_results() {
+    let case = example();
+    // A previous complete run, whose results must survive.
+    assert!(case.predict(&["-s", "0"]).status.success());
+    let previous = std::fs::read_to_string(
+        case.maps()
+            .join("split-0/best-loss/test/test_image_level_prediction.tsv"),
+    )
+    .unwrap();
+    let maps = case.maps().display().to_string();
+    // Inside the namespace only: the MAPS moved onto a tiny file system that is then filled up
+    // but for three pages (the lock and the first result files fit, the rest does not), predict
+    // runs (and fails), and what is left in the MAPS is listed.
+    let setup = format!(
+        "cp -a '{maps}' /tmp/.maps-copy-$$\nmount -t tmpfs -o size=16m tmpfs '{maps}'\ncp -a /tmp/.maps-copy-$$/. '{maps}/'\nrm -rf /tmp/.maps-copy-$$\ndd if=/dev/zero of='{maps}/.reserve' bs=4k count=3 2>/dev/null\ndd if=/dev/zero of='{maps}/.filler' bs=1k count=999999 2>/dev/null || true\nrm '{maps}/.reserve'"
+    );
+    let list = format!(
+        "set +e\n'{}' predict {} -s 0 --batch_size 3\necho \"rc=$?\"\nfind '{maps}' -name '*partial*' -o -name '*.old-*' -o -name '*.lock'\necho '--'\ncat '{maps}/split-0/best-loss/test/test_image_level_prediction.tsv'",
+        binary().display(),
+        case.args
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let probe = Command::new("unshare").args(["-m", "true"]).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: `unshare -m` is not permitted here");
+        return;
+    }
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &format!("set -e\n{setup}\n{list}")])
+        .current_dir(&case.dir)
+        .output()
+        .unwrap();
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr(&out),
+    );
+    assert!(stdout.starts_with("rc=1\n"), "{stdout}\n{err}");
+    assert!(
+        err.contains("No space left on device")
+            && err.contains("cannot write `")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    let (leftovers, prediction) = stdout["rc=1\n".len()..].split_once("--\n").unwrap();
+    assert!(leftovers.trim().is_empty(), "leftovers: {leftovers}");
+    assert_eq!(prediction, previous, "the previous results changed");
+}
