@@ -208,7 +208,9 @@ impl Dataset {
         }
         let extraction = match sessions.first() {
             Some(first) if problems.is_empty() => {
-                let image_shape = if first.image_path.is_file() {
+                // Patch and slice counts come from the first image's size (image mode needs none).
+                let needs_shape = matches!(maps.mode, Mode::Patch | Mode::Slice);
+                let image_shape = if needs_shape && first.image_path.is_file() {
                     Some(crate::torchfile::read_tensor(&first.image_path)?.shape)
                 } else {
                     None
