@@ -9,6 +9,7 @@ use anyhow::Result;
 use crate::config::{GroupAction, PredictConfig};
 use crate::maps::json::{Mode, Task};
 use crate::maps::layout::results_tsv_name;
+use crate::output::saved::SavedNames;
 
 /// Every file a run of `config` writes, relative to the MAPS.
 pub fn planned_files(config: &PredictConfig) -> Vec<PathBuf> {
@@ -41,27 +42,18 @@ pub fn planned_files(config: &PredictConfig) -> Vec<PathBuf> {
                 }
             }
             for session in &run.dataset.sessions {
-                let stem = format!("{}_{}", session.participant_id, session.session_id);
                 for &position in &run.dataset.selected {
-                    let element = format!(
-                        "{stem}_{level}-{}",
-                        run.dataset.extraction.element_id(position)
-                    );
+                    let id = run.dataset.extraction.element_id(position);
+                    let saved =
+                        SavedNames::new(level, &session.participant_id, &session.session_id, id);
                     if config.save.tensor {
-                        names.push(format!("tensors/{element}_input.pt"));
-                        names.push(format!("tensors/{element}_output.pt"));
+                        names.extend([saved.tensor_input.clone(), saved.tensor_output.clone()]);
                     }
                     if config.save.nifti {
-                        let base = if level == "image" {
-                            format!("{stem}_image")
-                        } else {
-                            element.clone()
-                        };
-                        names.push(format!("nifti_images/{base}_input.nii.gz"));
-                        names.push(format!("nifti_images/{base}_output.nii.gz"));
+                        names.extend([saved.nifti_input.clone(), saved.nifti_output.clone()]);
                     }
                     if config.save.latent {
-                        names.push(format!("latent_tensors/{element}_latent.pt"));
+                        names.push(saved.latent);
                     }
                 }
             }

@@ -62,48 +62,78 @@ impl Saver {
 
     /// Writes the files of one element.
     pub fn save(&self, e: &SavedElement) -> Result<()> {
-        let stem = format!("{}_{}", e.session.participant_id, e.session.session_id);
-        let element = format!("{stem}_{}-{}", self.mode, e.element_id);
+        let names = SavedNames::new(
+            self.mode,
+            &e.session.participant_id,
+            &e.session.session_id,
+            e.element_id,
+        );
         if self.tensor {
-            let dir = self.folder("tensors")?;
-            for (kind, data) in [("input", e.input), ("output", e.output)] {
-                crate::torchfile::write_tensor(
-                    &dir.join(format!("{element}_{kind}.pt")),
-                    e.shape,
-                    data,
-                    false,
-                )?;
+            self.folder("tensors")?;
+            for (name, data) in [
+                (&names.tensor_input, e.input),
+                (&names.tensor_output, e.output),
+            ] {
+                crate::torchfile::write_tensor(&self.dir.join(name), e.shape, data, false)?;
             }
         }
         if self.nifti {
-            let dir = self.folder("nifti_images")?;
+            self.folder("nifti_images")?;
             let header = match (self.mode, e.session.source_nifti(&self.pattern)) {
                 ("image", Some(source)) => nifti::source_header(&source)?,
                 _ => nifti::identity_header(),
             };
-            let base = if self.mode == "image" {
-                format!("{stem}_image")
-            } else {
-                element.clone()
-            };
-            for (kind, data) in [("input", e.input), ("output", e.output)] {
-                nifti::write_element(
-                    &dir.join(format!("{base}_{kind}.nii.gz")),
-                    data,
-                    e.shape,
-                    &header,
-                )?;
+            for (name, data) in [
+                (&names.nifti_input, e.input),
+                (&names.nifti_output, e.output),
+            ] {
+                nifti::write_element(&self.dir.join(name), data, e.shape, &header)?;
             }
         }
         if let (true, Some(latent)) = (self.latent, e.latent) {
-            let dir = self.folder("latent_tensors")?;
+            self.folder("latent_tensors")?;
             crate::torchfile::write_tensor(
-                &dir.join(format!("{element}_latent.pt")),
+                &self.dir.join(&names.latent),
                 &[latent.len()],
                 latent,
                 true,
             )?;
         }
         Ok(())
+    }
+}
+
+/// The files the save options write for one element, relative to its results folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedNames {
+    /// `tensors/<p>_<s>_<mode>-<id>_input.pt`.
+    pub tensor_input: String,
+    /// `tensors/<p>_<s>_<mode>-<id>_output.pt`.
+    pub tensor_output: String,
+    /// `nifti_images/<p>_<s>_image_input.nii.gz` (other modes: `<p>_<s>_<mode>-<id>_input.nii.gz`).
+    pub nifti_input: String,
+    /// The NIfTI output, named likewise.
+    pub nifti_output: String,
+    /// `latent_tensors/<p>_<s>_<mode>-<id>_latent.pt`.
+    pub latent: String,
+}
+
+impl SavedNames {
+    /// The names for element `element_id` of a session, in `mode`.
+    pub fn new(mode: &str, participant: &str, session: &str, element_id: usize) -> Self {
+        let stem = format!("{participant}_{session}");
+        let element = format!("{stem}_{mode}-{element_id}");
+        let nifti = if mode == "image" {
+            format!("{stem}_image")
+        } else {
+            element.clone()
+        };
+        SavedNames {
+            tensor_input: format!("tensors/{element}_input.pt"),
+            tensor_output: format!("tensors/{element}_output.pt"),
+            nifti_input: format!("nifti_images/{nifti}_input.nii.gz"),
+            nifti_output: format!("nifti_images/{nifti}_output.nii.gz"),
+            latent: format!("latent_tensors/{element}_latent.pt"),
+        }
     }
 }
