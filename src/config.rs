@@ -8,6 +8,8 @@
 use anyhow::{Context, Result, bail};
 use tch::Device;
 
+use std::path::PathBuf;
+
 use crate::caps::cohorts::{CapsMapping, caps_mapping, load_multi_cohort_participants};
 use crate::caps::dataset::{Dataset, DatasetOptions};
 use crate::caps::participants::load_participants;
@@ -23,6 +25,7 @@ use crate::networks::Family;
 use crate::networks::vae::VAE_LOSSES;
 use crate::predict::engine::{Criterion, EngineOptions};
 use crate::predict::loss::Loss;
+use crate::torchfile::Checkpoint;
 
 /// What happens to the data group definition.
 #[derive(Debug, Clone)]
@@ -72,6 +75,8 @@ pub struct PredictConfig {
     pub overwrite: bool,
     /// The save options (reconstruction).
     pub save: SaveOptions,
+    /// The first checkpoint the run uses, already decoded by the checks (taken by the run).
+    pub first_checkpoint: std::sync::Mutex<Option<(PathBuf, Checkpoint)>>,
 }
 
 /// `--save_tensor`, `--save_nifti`, `--save_latent_tensor`.
@@ -217,6 +222,7 @@ fn resolve_metrics(
     maps: &MapsJson,
     split: u32,
     requested: &[String],
+    first: &mut Option<(PathBuf, Checkpoint)>,
 ) -> Result<Vec<String>> {
     let default = ["loss".to_owned()];
     let requested = if requested.is_empty() {
@@ -251,7 +257,11 @@ fn resolve_metrics(
             if !checkpoint.is_file() {
                 bail!("the checkpoint `{}` does not exist", checkpoint.display());
             }
-            crate::networks::check_checkpoint(maps, &checkpoint)?;
+            let decoded = crate::networks::check_checkpoint(maps, &checkpoint)?;
+            // The first model a run uses is kept decoded: it is needed at once.
+            if first.is_none() {
+                *first = Some((checkpoint, decoded));
+            }
         }
         metrics.push(metric.clone());
     }
@@ -399,8 +409,15 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
     let group_action = resolve_group(args, &layout, &maps, args.label.as_deref())?;
     let use_labels = args.use_labels();
     let mut runs = Vec::new();
+    let mut first_checkpoint = None;
     for split in splits {
-        let selection_metrics = resolve_metrics(&layout, &maps, split, &args.selection_metrics)?;
+        let selection_metrics = resolve_metrics(
+            &layout,
+            &maps,
+            split,
+            &args.selection_metrics,
+            &mut first_checkpoint,
+        )?;
         let group = match &group_action {
             GroupAction::Write { definition, .. } => definition.clone(),
             GroupAction::Reuse => read_group(&layout, &args.data_group, split)?,
@@ -454,6 +471,7 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
         runs,
         engine,
         overwrite: args.overwrite,
+        first_checkpoint: std::sync::Mutex::new(first_checkpoint),
         save: SaveOptions {
             tensor: args.save_tensor,
             nifti: args.save_nifti,

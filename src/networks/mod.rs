@@ -576,20 +576,36 @@ pub fn spec(maps: &MapsJson) -> Result<Spec> {
 
 /// Builds the network of `maps.json` and loads the checkpoint at `checkpoint` onto `device`.
 pub fn load_network(maps: &MapsJson, checkpoint: &Path, device: Device) -> Result<Network> {
+    load_network_from(maps, read_checkpoint(checkpoint)?, checkpoint, device)
+}
+
+/// Like [`load_network`], from a checkpoint already decoded (by [`check_checkpoint`]).
+pub fn load_network_from(
+    maps: &MapsJson,
+    decoded: crate::torchfile::Checkpoint,
+    checkpoint: &Path,
+    device: Device,
+) -> Result<Network> {
     let spec = spec(maps)?;
-    let sd = StateDict::new(read_checkpoint(checkpoint)?, checkpoint, device);
+    let sd = StateDict::new(decoded, checkpoint, device);
     let network = build(maps, &spec, &sd);
     sd.finish(&maps.architecture)?;
     Ok(network)
 }
 
 /// Checks that the checkpoint decodes and fits the network of `maps.json` (every key, every
-/// shape), without creating the network's tensors.
-pub fn check_checkpoint(maps: &MapsJson, checkpoint: &Path) -> Result<()> {
+/// shape), without creating the network's tensors; returns it decoded (storages are shared, so
+/// keeping it costs nothing more).
+pub fn check_checkpoint(
+    maps: &MapsJson,
+    checkpoint: &Path,
+) -> Result<crate::torchfile::Checkpoint> {
     let spec = spec(maps)?;
-    let sd = StateDict::check_only(read_checkpoint(checkpoint)?, checkpoint);
+    let decoded = read_checkpoint(checkpoint)?;
+    let sd = StateDict::check_only(decoded.clone(), checkpoint);
     build(maps, &spec, &sd);
-    sd.finish(&maps.architecture)
+    sd.finish(&maps.architecture)?;
+    Ok(decoded)
 }
 
 fn read_checkpoint(checkpoint: &Path) -> Result<crate::torchfile::Checkpoint> {
