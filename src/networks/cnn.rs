@@ -77,11 +77,7 @@ impl Cnn {
                 let norm = BatchNorm::load(sd, &format!("convolutions.{}", b * step + 1), c_out);
                 c_in = c_out;
                 // Inference only: fold the batch normalisation into the convolution.
-                let norm = if sd.is_check_only() || conv.fold_batch_norm(&norm).is_err() {
-                    Some(norm)
-                } else {
-                    None
-                };
+                let norm = conv.fold_or_keep(sd, norm);
                 Block { conv, norm }
             })
             .collect();

@@ -95,6 +95,16 @@ impl Conv {
         Ok(())
     }
 
+    /// Folds `norm` into this convolution when the weights are real (not a keys-and-shapes
+    /// check); returns the batch normalisation still to apply, if any.
+    pub fn fold_or_keep(&mut self, sd: &StateDict, norm: BatchNorm) -> Option<BatchNorm> {
+        if sd.is_check_only() || self.fold_batch_norm(&norm).is_err() {
+            Some(norm)
+        } else {
+            None
+        }
+    }
+
     /// `[B, in, …] → [B, out, …]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
         match self.dim {

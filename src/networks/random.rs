@@ -277,22 +277,22 @@ impl RandomArchitecture {
                         };
                         let index = i * step;
                         let prefix = format!("convolutions.{}", b.name);
-                        ConvLayer {
-                            conv: Conv::load(
-                                sd,
-                                &format!("{prefix}.{index}"),
-                                spec.dim,
-                                b.in_channels,
-                                c_out,
-                                3,
-                                stride,
-                                1,
-                                true,
-                            ),
-                            norm: (spec.normalization == Normalization::Batch).then(|| {
-                                BatchNorm::load(sd, &format!("{prefix}.{}", index + 1), c_out)
-                            }),
-                        }
+                        let mut conv = Conv::load(
+                            sd,
+                            &format!("{prefix}.{index}"),
+                            spec.dim,
+                            b.in_channels,
+                            c_out,
+                            3,
+                            stride,
+                            1,
+                            true,
+                        );
+                        // Inference only: fold the batch normalisation into the convolution.
+                        let norm = (spec.normalization == Normalization::Batch)
+                            .then(|| BatchNorm::load(sd, &format!("{prefix}.{}", index + 1), c_out))
+                            .and_then(|norm| conv.fold_or_keep(sd, norm));
+                        ConvLayer { conv, norm }
                     })
                     .collect();
                 Block {
