@@ -382,7 +382,7 @@ fn check_elements(
         return Ok(());
     }
     for metric in metrics {
-        let path = layout.results_tsv(split, metric, "validation", maps.mode.name(), "prediction");
+        let path = layout.validation_predictions(split, metric, maps.mode.name());
         if !path.is_file() {
             bail!(
                 "the validation predictions `{}` are missing: image-level results of a {} MAPS are a vote of its {} elements weighted by each element's accuracy on the validation group, and `clinicadl train` writes them; predict the `validation` group first (`clinicadl-rs predict MAPS validation -s {split} -sm {metric}`) to recreate them",

@@ -99,6 +99,12 @@ impl MapsLayout {
             .join(results_tsv_name(group, level, kind))
     }
 
+    /// The element-level validation predictions that weight soft voting:
+    /// `split-<k>/best-<metric>/validation/validation_<level>_level_prediction.tsv`.
+    pub fn validation_predictions(&self, split: u32, metric: &str, level: &str) -> PathBuf {
+        self.results_tsv(split, metric, "validation", level, "prediction")
+    }
+
     /// The trained splits, in increasing order: every folder `split-<k>` with an integer `k`.
     /// (1.6.1 lists every entry starting with `split-` in directory order and crashes on names
     /// such as `split-0_old`; those are ignored here.)

@@ -10,7 +10,7 @@ pub mod loss;
 pub mod ssim;
 
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
@@ -299,19 +299,10 @@ fn validation_rows(
     if is_training_group(&config.group) {
         return Ok(rows.to_vec());
     }
-    let path = validation_predictions_path(config, run.split, metric);
+    let path = config
+        .layout
+        .validation_predictions(run.split, metric, config.maps.mode.name());
     read_prediction_rows(&path, config.maps.mode.name(), config.engine.task)
-}
-
-/// Where the validation predictions of a split and selection metric are.
-pub fn validation_predictions_path(config: &PredictConfig, split: u32, metric: &str) -> PathBuf {
-    config.layout.results_tsv(
-        split,
-        metric,
-        "validation",
-        config.maps.mode.name(),
-        "prediction",
-    )
 }
 
 /// Reads a prediction TSV back into rows (the columns soft voting needs).
