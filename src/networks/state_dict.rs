@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use tch::{Device, Kind, Tensor};
 
-use crate::torchfile::{Checkpoint, StoredTensor};
+use crate::torchfile::{Checkpoint, DType, StoredTensor};
 
 /// The tensors of a checkpoint, handed out by key to the network being built.
 pub struct StateDict {
@@ -86,13 +86,21 @@ impl StateDict {
         if self.check_only {
             return Ok(Tensor::empty([0], (Kind::Float, Device::Cpu)));
         }
-        let values = stored
-            .to_f32_vec()
-            .map_err(|e| format!("key `{key}`: {e}"))?;
-        Tensor::f_from_slice(&values)
-            .and_then(|t| t.f_reshape(shape))
-            .and_then(|t| t.f_to_device(self.device))
-            .map_err(|e| format!("key `{key}`: {e}"))
+        let error = |e: &dyn std::fmt::Display| format!("key `{key}`: {e}");
+        // Float32 parameters in C order (all of ClinicaDL's) are copied once, from the bytes
+        // read from the file straight into the tensor; others are converted first.
+        let tensor = match stored.contiguous_bytes() {
+            Some(bytes) if stored.dtype == DType::F32 && cfg!(target_endian = "little") => {
+                Tensor::f_from_data_size(bytes, shape, Kind::Float).map_err(|e| error(&e))?
+            }
+            _ => {
+                let values = stored.to_f32_vec().map_err(|e| error(&e))?;
+                Tensor::f_from_slice(&values)
+                    .and_then(|t| t.f_reshape(shape))
+                    .map_err(|e| error(&e))?
+            }
+        };
+        tensor.f_to_device(self.device).map_err(|e| error(&e))
     }
 
     /// Ends loading: an error listing every problem and every key the network did not use.

@@ -1,12 +1,15 @@
 //! The zip container of `torch.save` (formats.md §1.1): finds the archive prefix from the entry
 //! ending in `/data.pkl`, checks `byteorder`, runs the pickle and loads each storage from
 //! `<prefix>/data/<key>`. Only stored (uncompressed, unencrypted) entries are read, and no
-//! allocation is larger than the file itself. The pickle itself is left to `pickle.rs`.
+//! allocation is larger than the file itself. Storages are read straight from the file (no copy
+//! of the whole file first); a tensor file can also be read for its header only (dtype, shape,
+//! checked against its storage entry without reading it) or, for the common float32 case,
+//! straight into a `Vec<f32>`. The pickle itself is left to `pickle.rs`.
 //! Counterpart in torch: `torch/serialization.py`, `_load` with `weights_only=True`
 //! (`torch._weights_only_unpickler`) and its `persistent_load`.
 
 use std::collections::HashMap;
-use std::io::{Cursor, Read};
+use std::io::{Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,96 +18,243 @@ use zip::ZipArchive;
 
 use super::Value;
 use super::error::TorchFileError;
-use super::pickle::{Converter, Source, StorageRef, unpickle};
+use super::pickle::{Converter, Pickled, Source, StorageRef, unpickle};
+use super::tensor::{DType, TensorHeader, check_view};
 
-type Archive<'a> = ZipArchive<Cursor<&'a [u8]>>;
+/// A torch zip archive whose pickle has been run (storages not read yet).
+pub(crate) struct TorchZip<'p, R> {
+    archive: ZipArchive<R>,
+    prefix: String,
+    pickled: Pickled,
+    /// No entry may claim more bytes than this (the file's size).
+    limit: usize,
+    path: &'p Path,
+}
 
-/// Reads the object saved in the torch zip archive `bytes` (the whole file).
-pub(crate) fn read_zip(bytes: &[u8], path: &Path) -> Result<Value, TorchFileError> {
-    let mut archive =
-        ZipArchive::new(Cursor::new(bytes)).map_err(|source| TorchFileError::Zip {
+impl<'p, R: Read + Seek> TorchZip<'p, R> {
+    /// Opens the archive of `len` bytes read by `reader`, checks `byteorder` and runs the pickle.
+    pub(crate) fn open(reader: R, len: usize, path: &'p Path) -> Result<Self, TorchFileError> {
+        let mut archive = ZipArchive::new(reader).map_err(|source| TorchFileError::Zip {
             path: path.to_path_buf(),
             action: "unreadable",
             source,
         })?;
-    let pickle_name = find_pickle(&archive, path)?;
-    let prefix = pickle_name
-        .strip_suffix("data.pkl")
-        .unwrap_or_default()
-        .to_string();
+        let pickle_name = find_pickle(&archive, path)?;
+        let prefix = pickle_name
+            .strip_suffix("data.pkl")
+            .unwrap_or_default()
+            .to_string();
 
-    let byteorder_name = format!("{prefix}byteorder");
-    if archive.index_for_name(&byteorder_name).is_some() {
-        let byteorder = read_entry(&mut archive, &byteorder_name, path, 64)?;
-        match String::from_utf8_lossy(&byteorder).trim() {
-            "little" => {}
-            "big" => {
-                return Err(TorchFileError::malformed(
-                    path,
-                    "storages are big-endian (`byteorder` says `big`), which this reader does not support",
-                ));
-            }
-            other => {
-                return Err(TorchFileError::malformed(
-                    path,
-                    format!("entry `{byteorder_name}` says `{other}`, not `little` or `big`"),
-                ));
-            }
-        }
-    }
-
-    let pickle_bytes = read_entry(&mut archive, &pickle_name, path, bytes.len())?;
-    let part = format!("entry `{pickle_name}`");
-    let pickled = unpickle(&pickle_bytes, Source { path, part: &part }, true)?;
-
-    let mut cache: HashMap<String, Arc<Vec<u8>>> = HashMap::new();
-    let resolve = |storage: &StorageRef| -> Result<Arc<Vec<u8>>, TorchFileError> {
-        let needed = storage
-            .numel
-            .checked_mul(storage.dtype.itemsize())
-            .ok_or_else(|| {
-                TorchFileError::malformed(
-                    path,
-                    format!(
-                        "storage `{}` declares an impossible {} elements",
-                        storage.key, storage.numel
-                    ),
-                )
-            })?;
-        let data = match cache.get(&storage.key) {
-            Some(data) => Arc::clone(data),
-            None => {
-                let entry = format!("{prefix}data/{}", storage.key);
-                if archive.index_for_name(&entry).is_none() {
+        let byteorder_name = format!("{prefix}byteorder");
+        if archive.index_for_name(&byteorder_name).is_some() {
+            let byteorder = read_entry(&mut archive, &byteorder_name, path, 64)?;
+            match String::from_utf8_lossy(&byteorder).trim() {
+                "little" => {}
+                "big" => {
                     return Err(TorchFileError::malformed(
                         path,
-                        format!("storage `{}` has no entry `{entry}`", storage.key),
+                        "storages are big-endian (`byteorder` says `big`), which this reader does not support",
                     ));
                 }
-                let data = Arc::new(read_entry(&mut archive, &entry, path, bytes.len())?);
-                cache.insert(storage.key.clone(), Arc::clone(&data));
-                data
+                other => {
+                    return Err(TorchFileError::malformed(
+                        path,
+                        format!("entry `{byteorder_name}` says `{other}`, not `little` or `big`"),
+                    ));
+                }
             }
+        }
+
+        let pickle_bytes = read_entry(&mut archive, &pickle_name, path, len)?;
+        let part = format!("entry `{pickle_name}`");
+        let pickled = unpickle(&pickle_bytes, Source { path, part: &part }, true)?;
+        Ok(TorchZip {
+            archive,
+            prefix,
+            pickled,
+            limit: len,
+            path,
+        })
+    }
+
+    /// The saved object, every storage read from its entry.
+    pub(crate) fn into_value(self) -> Result<Value, TorchFileError> {
+        let TorchZip {
+            mut archive,
+            prefix,
+            pickled,
+            limit,
+            path,
+        } = self;
+        let mut cache: HashMap<String, Arc<Vec<u8>>> = HashMap::new();
+        let resolve = |storage: &StorageRef| -> Result<Arc<Vec<u8>>, TorchFileError> {
+            let needed = storage_bytes(storage, path)?;
+            let data = match cache.get(&storage.key) {
+                Some(data) => Arc::clone(data),
+                None => {
+                    let entry = storage_entry(&archive, &prefix, storage, path)?;
+                    let data = Arc::new(read_entry(&mut archive, &entry, path, limit)?);
+                    cache.insert(storage.key.clone(), Arc::clone(&data));
+                    data
+                }
+            };
+            if data.len() < needed {
+                return Err(storage_too_short(storage, needed, data.len() as u64, path));
+            }
+            Ok(data)
         };
-        if data.len() < needed {
+        Converter::new(&pickled, path, resolve).root()
+    }
+
+    /// The header of the saved tensor, checked against the size of its storage entry (whose
+    /// bytes are not read); `None` when the saved object is not a bare tensor.
+    pub(crate) fn root_header(&mut self) -> Result<Option<TensorHeader>, TorchFileError> {
+        let Some((storage, header)) = self.pickled.root_tensor() else {
+            return Ok(None);
+        };
+        let path = self.path;
+        let needed = storage_bytes(storage, path)?;
+        let entry = storage_entry(&self.archive, &self.prefix, storage, path)?;
+        let size = stored_entry_size(&self.archive, &entry, path)?;
+        if size < needed as u64 {
+            return Err(storage_too_short(storage, needed, size, path));
+        }
+        check_view(
+            &header.shape,
+            &header.strides,
+            header.offset,
+            needed,
+            storage.dtype.itemsize(),
+        )
+        .map_err(|detail| {
+            TorchFileError::malformed(
+                path,
+                format!("tensor on storage `{}`: {detail}", storage.key),
+            )
+        })?;
+        Ok(Some(header))
+    }
+
+    /// The saved tensor's values when it is a float32 tensor filling its whole storage in C
+    /// order (how `torch.save` writes a fresh tensor): read from the file straight into the
+    /// returned buffer. `None` for any other content, which [`TorchZip::into_value`] handles.
+    pub(crate) fn read_dense_f32(
+        &mut self,
+    ) -> Result<Option<(TensorHeader, Vec<f32>)>, TorchFileError> {
+        let Some(header) = self.root_header()? else {
+            return Ok(None);
+        };
+        let Some((storage, _)) = self.pickled.root_tensor() else {
+            return Ok(None);
+        };
+        let numel = header.numel();
+        let dense = header.dtype == DType::F32
+            && header.offset == 0
+            && storage.numel == numel
+            && header.is_c_contiguous();
+        if !dense {
+            return Ok(None);
+        }
+        let path = self.path;
+        let entry = storage_entry(&self.archive, &self.prefix, storage, path)?;
+        let bytes = numel * 4;
+        if stored_entry_size(&self.archive, &entry, path)? != bytes as u64 {
+            return Ok(None);
+        }
+        let mut values: Vec<f32> = Vec::new();
+        values.try_reserve_exact(numel).map_err(|_| {
+            TorchFileError::malformed(
+                path,
+                format!("cannot allocate {bytes} bytes for entry `{entry}`"),
+            )
+        })?;
+        values.resize(numel, 0.0);
+        let index = self.archive.index_for_name(&entry).unwrap_or_default();
+        let mut reader = self
+            .archive
+            .by_index(index)
+            .map_err(|source| TorchFileError::Zip {
+                path: path.to_path_buf(),
+                action: "unreadable",
+                source,
+            })?;
+        let cannot_read = |source: std::io::Error| {
+            TorchFileError::malformed(path, format!("cannot read entry `{entry}`: {source}"))
+        };
+        reader
+            .read_exact(bytemuck::cast_slice_mut(&mut values))
+            .map_err(cannot_read)?;
+        // Reading past the end lets the zip reader check the entry's CRC.
+        let mut extra = [0u8; 1];
+        if reader.read(&mut extra).map_err(cannot_read)? != 0 {
             return Err(TorchFileError::malformed(
                 path,
-                format!(
-                    "storage `{}` needs {} {} elements ({needed} bytes) but its entry holds {} bytes",
-                    storage.key,
-                    storage.numel,
-                    storage.dtype,
-                    data.len()
-                ),
+                format!("entry `{entry}` holds more than the {bytes} bytes its header says"),
             ));
         }
-        Ok(data)
-    };
-    Converter::new(&pickled, path, resolve).root()
+        drop(reader);
+        if cfg!(target_endian = "big") {
+            for value in &mut values {
+                *value = f32::from_bits(u32::from_le(value.to_bits()));
+            }
+        }
+        Ok(Some((header, values)))
+    }
+}
+
+/// Bytes a storage declares (`numel × itemsize`), refusing impossible counts.
+fn storage_bytes(storage: &StorageRef, path: &Path) -> Result<usize, TorchFileError> {
+    storage
+        .numel
+        .checked_mul(storage.dtype.itemsize())
+        .ok_or_else(|| {
+            TorchFileError::malformed(
+                path,
+                format!(
+                    "storage `{}` declares an impossible {} elements",
+                    storage.key, storage.numel
+                ),
+            )
+        })
+}
+
+fn storage_too_short(
+    storage: &StorageRef,
+    needed: usize,
+    held: u64,
+    path: &Path,
+) -> TorchFileError {
+    TorchFileError::malformed(
+        path,
+        format!(
+            "storage `{}` needs {} {} elements ({needed} bytes) but its entry holds {held} bytes",
+            storage.key, storage.numel, storage.dtype
+        ),
+    )
+}
+
+/// The name of a storage's entry, which must exist.
+fn storage_entry<R: Read + Seek>(
+    archive: &ZipArchive<R>,
+    prefix: &str,
+    storage: &StorageRef,
+    path: &Path,
+) -> Result<String, TorchFileError> {
+    let entry = format!("{prefix}data/{}", storage.key);
+    if archive.index_for_name(&entry).is_none() {
+        return Err(TorchFileError::malformed(
+            path,
+            format!("storage `{}` has no entry `{entry}`", storage.key),
+        ));
+    }
+    Ok(entry)
 }
 
 /// The name of the entry holding the pickle: the first one ending in `/data.pkl`.
-fn find_pickle(archive: &Archive<'_>, path: &Path) -> Result<String, TorchFileError> {
+fn find_pickle<R: Read + Seek>(
+    archive: &ZipArchive<R>,
+    path: &Path,
+) -> Result<String, TorchFileError> {
     archive
         .file_names()
         .filter_map(Result::ok)
@@ -118,23 +268,23 @@ fn find_pickle(archive: &Archive<'_>, path: &Path) -> Result<String, TorchFileEr
         })
 }
 
-/// The bytes of one stored entry, refusing compressed or encrypted entries and entries
-/// claiming more than `limit` bytes.
-fn read_entry(
-    archive: &mut Archive<'_>,
+/// The size of entry `name` (from the central directory), refusing compressed or encrypted
+/// entries.
+fn stored_entry_size<R: Read + Seek>(
+    archive: &ZipArchive<R>,
     name: &str,
     path: &Path,
-    limit: usize,
-) -> Result<Vec<u8>, TorchFileError> {
-    let zip_error = |source| TorchFileError::Zip {
-        path: path.to_path_buf(),
-        action: "unreadable",
-        source,
-    };
+) -> Result<u64, TorchFileError> {
     let index = archive.index_for_name(name).ok_or_else(|| {
         TorchFileError::malformed(path, format!("zip archive has no entry `{name}`"))
     })?;
-    let entry = archive.by_index_data(index).map_err(zip_error)?;
+    let entry = archive
+        .by_index_data(index)
+        .map_err(|source| TorchFileError::Zip {
+            path: path.to_path_buf(),
+            action: "unreadable",
+            source,
+        })?;
     if entry.encrypted() {
         return Err(TorchFileError::CompressedEntry {
             path: path.to_path_buf(),
@@ -149,7 +299,18 @@ fn read_entry(
             method: format!("compressed ({})", entry.compression()),
         });
     }
-    let claimed = entry.size();
+    Ok(entry.size())
+}
+
+/// The bytes of one stored entry, refusing compressed or encrypted entries and entries
+/// claiming more than `limit` bytes.
+fn read_entry<R: Read + Seek>(
+    archive: &mut ZipArchive<R>,
+    name: &str,
+    path: &Path,
+    limit: usize,
+) -> Result<Vec<u8>, TorchFileError> {
+    let claimed = stored_entry_size(archive, name, path)?;
     let size = usize::try_from(claimed)
         .ok()
         .filter(|&size| size <= limit)
@@ -166,7 +327,14 @@ fn read_entry(
             format!("cannot allocate {size} bytes for entry `{name}`"),
         )
     })?;
-    let reader = archive.by_index(index).map_err(zip_error)?;
+    let index = archive.index_for_name(name).unwrap_or_default();
+    let reader = archive
+        .by_index(index)
+        .map_err(|source| TorchFileError::Zip {
+            path: path.to_path_buf(),
+            action: "unreadable",
+            source,
+        })?;
     // One byte more than claimed, so that an entry longer than its header says is noticed.
     let limit = claimed.saturating_add(1);
     reader

@@ -1,7 +1,9 @@
 //! PyTorch `torch.save` files (`.pt`, `.pth.tar`) read and written without executing pickle code
 //! (formats.md §1). This file owns the public API: the [`Value`] tree a file decodes to, the
-//! entry points [`read`], [`read_tensor`] and [`read_checkpoint`] (ClinicaDL's `model.pth.tar`),
-//! and the re-exported writer. The zip container lives in `archive.rs`, the legacy format in
+//! entry points [`read`], [`read_tensor`], [`read_tensor_header`] (dtype and shape only, for
+//! checking files cheaply), [`read_tensor_f32`] (a tensor's values, straight from the file in
+//! the common case) and [`read_checkpoint`] (ClinicaDL's `model.pth.tar`), and the re-exported
+//! writer. The zip container lives in `archive.rs`, the legacy format in
 //! `legacy.rs`, the pickle subset in `pickle.rs`, tensors and their conversions in `tensor.rs`,
 //! the writer in `writer.rs`; turning tensors into `tch` tensors is left to the callers.
 
@@ -16,10 +18,12 @@ mod writer;
 #[allow(clippy::unwrap_used)]
 mod tests;
 
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 pub use error::TorchFileError;
-pub use tensor::{DType, StoredTensor};
+pub use tensor::{DType, StoredTensor, TensorHeader};
 pub use writer::{write_tensor, write_tensor_to};
 
 /// The first bytes of a zip archive (a local file header).
@@ -90,28 +94,38 @@ pub struct Checkpoint {
     pub name: Option<String>,
 }
 
-/// Reads the object saved in a torch file (zip or legacy format, detected by content).
-pub fn read(path: &Path) -> Result<Value, TorchFileError> {
-    let bytes = std::fs::read(path).map_err(|source| TorchFileError::Io {
-        path: path.to_path_buf(),
-        action: "read the file",
-        source,
-    })?;
-    read_from_bytes(&bytes, path)
+/// A torch file opened for reading: a zip archive (read in place) or a legacy file (read whole).
+enum Opened<'p> {
+    Zip(archive::TorchZip<'p, BufReader<File>>),
+    Legacy(Vec<u8>),
 }
 
-/// Reads the object saved in a torch file already in memory; `origin` only names it in messages.
-pub fn read_from_bytes(bytes: &[u8], origin: &Path) -> Result<Value, TorchFileError> {
-    if bytes.is_empty() {
-        return Err(TorchFileError::malformed(
+fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> TorchFileError {
+    move |source| TorchFileError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// The two formats of `torch.save`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Zip,
+    Legacy,
+}
+
+/// Tells the two formats apart by the first four bytes of a file.
+fn format_of(start: &[u8], origin: &Path) -> Result<Format, TorchFileError> {
+    if start.is_empty() {
+        Err(TorchFileError::malformed(
             origin,
             "file is empty, not a torch file",
-        ));
-    }
-    if bytes.starts_with(&ZIP_MAGIC) {
-        archive::read_zip(bytes, origin)
-    } else if bytes.starts_with(&legacy::LEGACY_START) {
-        legacy::read_legacy(bytes, origin)
+        ))
+    } else if start.starts_with(&ZIP_MAGIC) {
+        Ok(Format::Zip)
+    } else if start.starts_with(&legacy::LEGACY_START) {
+        Ok(Format::Legacy)
     } else {
         Err(TorchFileError::malformed(
             origin,
@@ -120,14 +134,102 @@ pub fn read_from_bytes(bytes: &[u8], origin: &Path) -> Result<Value, TorchFileEr
     }
 }
 
+/// Opens a torch file: a zip archive is read in place, a legacy file whole.
+fn open(path: &Path) -> Result<Opened<'_>, TorchFileError> {
+    let mut file = File::open(path).map_err(io_error(path, "read the file"))?;
+    let len = file
+        .metadata()
+        .map_err(io_error(path, "read the file"))?
+        .len();
+    let len = usize::try_from(len)
+        .map_err(|_| TorchFileError::malformed(path, "file is larger than memory can address"))?;
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(ZIP_MAGIC.len() as u64)
+        .read_to_end(&mut bytes)
+        .map_err(io_error(path, "read the file"))?;
+    match format_of(&bytes, path)? {
+        Format::Zip => {
+            use std::io::Seek;
+            file.rewind().map_err(io_error(path, "read the file"))?;
+            Ok(Opened::Zip(archive::TorchZip::open(
+                BufReader::new(file),
+                len,
+                path,
+            )?))
+        }
+        Format::Legacy => {
+            file.read_to_end(&mut bytes)
+                .map_err(io_error(path, "read the file"))?;
+            Ok(Opened::Legacy(bytes))
+        }
+    }
+}
+
+/// Reads the object saved in a torch file (zip or legacy format, detected by content).
+pub fn read(path: &Path) -> Result<Value, TorchFileError> {
+    match open(path)? {
+        Opened::Zip(zip) => zip.into_value(),
+        Opened::Legacy(bytes) => legacy::read_legacy(&bytes, path),
+    }
+}
+
+/// Reads the object saved in a torch file already in memory; `origin` only names it in messages.
+pub fn read_from_bytes(bytes: &[u8], origin: &Path) -> Result<Value, TorchFileError> {
+    match format_of(bytes, origin)? {
+        Format::Zip => {
+            archive::TorchZip::open(std::io::Cursor::new(bytes), bytes.len(), origin)?.into_value()
+        }
+        Format::Legacy => legacy::read_legacy(bytes, origin),
+    }
+}
+
+fn not_a_tensor(path: &Path, value: &Value) -> TorchFileError {
+    TorchFileError::UnexpectedContent {
+        path: path.to_path_buf(),
+        detail: format!("holds a {}, not a tensor", value.type_name()),
+    }
+}
+
 /// Reads a file whose top-level object is a single tensor (a CAPS `.pt` or a saved tensor).
 pub fn read_tensor(path: &Path) -> Result<StoredTensor, TorchFileError> {
     match read(path)? {
         Value::Tensor(tensor) => Ok(tensor),
-        other => Err(TorchFileError::UnexpectedContent {
-            path: path.to_path_buf(),
-            detail: format!("holds a {}, not a tensor", other.type_name()),
-        }),
+        other => Err(not_a_tensor(path, &other)),
+    }
+}
+
+/// The dtype and shape of the single tensor a file holds, checked against the size of its
+/// storage but without reading its values (zip files; legacy files are read whole).
+pub fn read_tensor_header(path: &Path) -> Result<TensorHeader, TorchFileError> {
+    match open(path)? {
+        Opened::Zip(mut zip) => match zip.root_header()? {
+            Some(header) => Ok(header),
+            None => Err(not_a_tensor(path, &zip.into_value()?)),
+        },
+        Opened::Legacy(bytes) => match legacy::read_legacy(&bytes, path)? {
+            Value::Tensor(tensor) => Ok(tensor.header()),
+            other => Err(not_a_tensor(path, &other)),
+        },
+    }
+}
+
+/// The header and the values (C order, converted to float32) of the single tensor a file
+/// holds. A float32 tensor filling its storage (what `torch.save` writes) is read from the
+/// file straight into the returned buffer; anything else goes through [`read_tensor`].
+pub fn read_tensor_f32(path: &Path) -> Result<(TensorHeader, Vec<f32>), TorchFileError> {
+    let tensor = match open(path)? {
+        Opened::Zip(mut zip) => {
+            if let Some(dense) = zip.read_dense_f32()? {
+                return Ok(dense);
+            }
+            zip.into_value()?
+        }
+        Opened::Legacy(bytes) => legacy::read_legacy(&bytes, path)?,
+    };
+    match tensor {
+        Value::Tensor(tensor) => Ok((tensor.header(), tensor.to_f32_vec()?)),
+        other => Err(not_a_tensor(path, &other)),
     }
 }
 

@@ -146,7 +146,23 @@ struct Layout {
     dims: Vec<(usize, usize)>,
 }
 
-impl StoredTensor {
+/// What a tensor file says about its tensor, without its values: enough to check a file's
+/// dtype and shape cheaply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorHeader {
+    /// Element type of the storage.
+    pub dtype: DType,
+    /// Size of each dimension (empty for a 0-dim scalar).
+    pub shape: Vec<usize>,
+    /// Stride of each dimension, in elements.
+    pub strides: Vec<usize>,
+    /// Storage offset of element `[0, …, 0]`, in elements.
+    pub offset: usize,
+    /// Whether torch recorded `requires_grad`.
+    pub requires_grad: bool,
+}
+
+impl TensorHeader {
     /// Number of elements of the view (saturates at `usize::MAX` for an impossible shape).
     pub fn numel(&self) -> usize {
         checked_numel(&self.shape).unwrap_or(usize::MAX)
@@ -154,23 +170,62 @@ impl StoredTensor {
 
     /// Whether the view is C-contiguous (row-major, no gaps), ignoring dimensions of size 1.
     pub fn is_c_contiguous(&self) -> bool {
-        if self.shape.len() != self.strides.len() {
+        is_c_contiguous(&self.shape, &self.strides)
+    }
+}
+
+/// Whether `(shape, strides)` is C-contiguous, ignoring dimensions of size 1.
+fn is_c_contiguous(shape: &[usize], strides: &[usize]) -> bool {
+    if shape.len() != strides.len() {
+        return false;
+    }
+    if shape.contains(&0) {
+        return true;
+    }
+    let mut expected: usize = 1;
+    for (&size, &stride) in shape.iter().zip(strides).rev() {
+        if size != 1 && stride != expected {
             return false;
         }
-        if self.shape.contains(&0) {
-            return true;
+        match expected.checked_mul(size) {
+            Some(next) => expected = next,
+            None => return false,
         }
-        let mut expected: usize = 1;
-        for (&size, &stride) in self.shape.iter().zip(&self.strides).rev() {
-            if size != 1 && stride != expected {
-                return false;
-            }
-            match expected.checked_mul(size) {
-                Some(next) => expected = next,
-                None => return false,
-            }
+    }
+    true
+}
+
+impl StoredTensor {
+    /// The tensor's header (everything but the storage).
+    pub fn header(&self) -> TensorHeader {
+        TensorHeader {
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            strides: self.strides.clone(),
+            offset: self.offset,
+            requires_grad: self.requires_grad,
         }
-        true
+    }
+
+    /// Number of elements of the view (saturates at `usize::MAX` for an impossible shape).
+    pub fn numel(&self) -> usize {
+        checked_numel(&self.shape).unwrap_or(usize::MAX)
+    }
+
+    /// Whether the view is C-contiguous (row-major, no gaps), ignoring dimensions of size 1.
+    pub fn is_c_contiguous(&self) -> bool {
+        is_c_contiguous(&self.shape, &self.strides)
+    }
+
+    /// The little-endian bytes of the view when it is C-contiguous (no copy), else `None`.
+    pub fn contiguous_bytes(&self) -> Option<&[u8]> {
+        if !self.is_c_contiguous() {
+            return None;
+        }
+        let itemsize = self.dtype.itemsize();
+        let start = self.offset.checked_mul(itemsize)?;
+        let end = start.checked_add(self.numel().checked_mul(itemsize)?)?;
+        self.storage.get(start..end)
     }
 
     /// The values in C order, strides honoured, converted to `f32` from any dtype

@@ -1008,3 +1008,94 @@ fn missing_file_names_its_path() {
     let cause = std::error::Error::source(&error).unwrap().to_string();
     assert_contains(&cause, "No such file");
 }
+
+/// Every single-tensor fixture (dense, strided, offset, legacy, float16…) gives the same header
+/// and values through the header reader and the float32 reader as through `read_tensor`.
+#[test]
+fn header_and_f32_readers_agree_with_the_full_reader() {
+    let mut dense = 0;
+    let mut checked = 0;
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("pt") {
+            continue;
+        }
+        let Ok(Value::Tensor(full)) = read(&path) else {
+            // Not a single tensor: both readers must refuse it the same way.
+            if let Ok(value) = read(&path) {
+                let want = format!("holds a {}, not a tensor", value.type_name());
+                assert_contains(&read_tensor_header(&path).unwrap_err().to_string(), &want);
+                assert_contains(&read_tensor_f32(&path).unwrap_err().to_string(), &want);
+            }
+            continue;
+        };
+        let header = read_tensor_header(&path).unwrap();
+        assert_eq!(header, full.header(), "{}", path.display());
+        let (header_too, values) = read_tensor_f32(&path).unwrap();
+        assert_eq!(header_too, header, "{}", path.display());
+        let want = full.to_f32_vec().unwrap();
+        assert_eq!(values.len(), want.len(), "{}", path.display());
+        for (got, want) in values.iter().zip(&want) {
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{}: {got} != {want}",
+                path.display()
+            );
+        }
+        if full.dtype == DType::F32 && full.is_c_contiguous() && full.offset == 0 {
+            dense += 1;
+        }
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} tensor fixtures");
+    assert!(dense >= 1, "no dense float32 fixture took the fast path");
+}
+
+/// The header reader checks the storage entry's size without reading it.
+#[test]
+fn header_reader_refuses_short_storages_and_bad_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.pt");
+    std::fs::write(&short, tensor_zip(&spec(), &f32_bytes(&[0.0; 5]))).unwrap();
+    for message in [
+        read_tensor_header(&short).unwrap_err().to_string(),
+        read_tensor_f32(&short).unwrap_err().to_string(),
+    ] {
+        assert_contains(
+            &message,
+            "storage `0` needs 6 float32 elements (24 bytes) but its entry holds 20 bytes",
+        );
+    }
+    let past = dir.path().join("past.pt");
+    let lying = TensorPickle {
+        offset: 4,
+        ..spec()
+    };
+    std::fs::write(&past, tensor_zip(&lying, &f32_bytes(&[0.0; 6]))).unwrap();
+    let message = read_tensor_header(&past).unwrap_err().to_string();
+    assert_contains(
+        &message,
+        "reaches element 9, but the storage holds 6 elements",
+    );
+    assert_eq!(message, read(&past).unwrap_err().to_string());
+    let good = dir.path().join("good.pt");
+    std::fs::write(
+        &good,
+        tensor_zip(&spec(), &f32_bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])),
+    )
+    .unwrap();
+    let header = read_tensor_header(&good).unwrap();
+    assert_eq!(
+        (header.dtype, header.shape.clone()),
+        (DType::F32, vec![2, 3])
+    );
+    let (_, values) = read_tensor_f32(&good).unwrap();
+    assert_eq!(values, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    // Every truncation of a good file fails cleanly in both readers.
+    let bytes = std::fs::read(&good).unwrap();
+    for len in 0..bytes.len() {
+        std::fs::write(&short, &bytes[..len]).unwrap();
+        assert!(read_tensor_header(&short).is_err(), "length {len}");
+        assert!(read_tensor_f32(&short).is_err(), "length {len}");
+    }
+}
