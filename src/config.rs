@@ -175,8 +175,13 @@ fn resolve_criterion(maps: &MapsJson) -> Result<Criterion> {
     }
 }
 
-/// Splits to run: `--split` values (each must be trained), else every trained split.
-fn resolve_splits(layout: &MapsLayout, requested: &[u32]) -> Result<Vec<u32>> {
+/// Splits to run: `--split` values (each must be trained: the others are problems), else
+/// every trained split.
+fn resolve_splits(
+    layout: &MapsLayout,
+    requested: &[u32],
+    problems: &mut Problems,
+) -> Result<Vec<u32>> {
     let trained = layout
         .discover_splits()
         .with_context(|| format!("cannot list the MAPS `{}`", layout.root.display()))?;
@@ -196,7 +201,7 @@ fn resolve_splits(layout: &MapsLayout, requested: &[u32]) -> Result<Vec<u32>> {
         .map(u32::to_string)
         .collect();
     if !missing.is_empty() {
-        bail!(
+        problems.push(format!(
             "split {} of --split was not trained in this MAPS (trained splits: {})",
             missing.join(", "),
             trained
@@ -204,11 +209,11 @@ fn resolve_splits(layout: &MapsLayout, requested: &[u32]) -> Result<Vec<u32>> {
                 .map(u32::to_string)
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        ));
     }
     let mut splits = Vec::new();
     for s in requested {
-        if !splits.contains(s) {
+        if trained.contains(s) && !splits.contains(s) {
             splits.push(*s);
         }
     }
@@ -216,14 +221,16 @@ fn resolve_splits(layout: &MapsLayout, requested: &[u32]) -> Result<Vec<u32>> {
 }
 
 /// Selection metrics of a split: `-sm` values, else `loss` (ClinicaDL 1.6.1's default with
-/// click ≥ 8.3); each must have its `best-<metric>` folder and checkpoint(s).
+/// click ≥ 8.3); each must have its `best-<metric>` folder and checkpoint(s), decodable and
+/// fitting the network (the metrics that do not are problems).
 fn resolve_metrics(
     layout: &MapsLayout,
     maps: &MapsJson,
     split: u32,
     requested: &[String],
     first: &mut Option<(PathBuf, Checkpoint)>,
-) -> Result<Vec<String>> {
+    problems: &mut Problems,
+) -> Vec<String> {
     let default = ["loss".to_owned()];
     let requested = if requested.is_empty() {
         &default[..]
@@ -237,7 +244,7 @@ fn resolve_metrics(
             continue;
         }
         if !available.contains(metric) {
-            bail!(
+            problems.push(format!(
                 "the metric {metric} is not available for split {split}: `{}` does not exist (available metrics: {})",
                 layout.metric_dir(split, metric).display(),
                 if available.is_empty() {
@@ -245,7 +252,8 @@ fn resolve_metrics(
                 } else {
                     available.join(", ")
                 }
-            );
+            ));
+            continue;
         }
         let networks: Vec<Option<usize>> = if maps.multi_network {
             (0..maps.num_networks).map(Some).collect()
@@ -255,17 +263,55 @@ fn resolve_metrics(
         for network in networks {
             let checkpoint = layout.checkpoint(split, metric, network);
             if !checkpoint.is_file() {
-                bail!("the checkpoint `{}` does not exist", checkpoint.display());
+                problems.push(format!(
+                    "the checkpoint `{}` does not exist",
+                    checkpoint.display()
+                ));
+                continue;
             }
-            let decoded = crate::networks::check_checkpoint(maps, &checkpoint)?;
-            // The first model a run uses is kept decoded: it is needed at once.
-            if first.is_none() {
-                *first = Some((checkpoint, decoded));
+            match crate::networks::check_checkpoint(maps, &checkpoint) {
+                // The first model a run uses is kept decoded: it is needed at once.
+                Ok(decoded) if first.is_none() => *first = Some((checkpoint, decoded)),
+                Ok(_) => {}
+                Err(error) => problems.push_error(&error),
             }
         }
         metrics.push(metric.clone());
     }
-    Ok(metrics)
+    metrics
+}
+
+/// Problems found by the checks, reported together (each once, in the order found).
+#[derive(Debug, Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, problem: String) {
+        if !self.0.contains(&problem) {
+            self.0.push(problem);
+        }
+    }
+
+    /// An error with its causes, on one line (its own lists indented below it).
+    fn push_error(&mut self, error: &anyhow::Error) {
+        self.push(format!("{error:#}"));
+    }
+
+    /// Fails with every problem, when there is one.
+    fn check(self) -> Result<()> {
+        match self.0.as_slice() {
+            [] => Ok(()),
+            [one] => bail!("{one}"),
+            all => bail!(
+                "{} found before anything was written:\n{}",
+                crate::caps::dataset::count_problems(all.len()),
+                all.iter()
+                    .map(|p| format!("  * {}", p.replace('\n', "\n    ")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        }
+    }
 }
 
 /// The group definition to use, and what to do with it (predict.md §4.1, with 1.6.1's
@@ -275,6 +321,7 @@ fn resolve_group(
     layout: &MapsLayout,
     maps: &MapsJson,
     label: Option<&str>,
+    problems: &mut Problems,
 ) -> Result<GroupAction> {
     let group = args.data_group.as_str();
     let exists = group_exists(layout, group);
@@ -345,10 +392,10 @@ fn resolve_group(
     } else {
         let leaking = leaking_participants(layout, group, &definition.data)?;
         if !leaking.is_empty() {
-            bail!(
+            problems.push(format!(
                 "Your evaluation set contains participants who were already seen during the training step. The list of common participants is the following: {}.",
                 python_set_repr(&leaking)
-            );
+            ));
         }
     }
     Ok(GroupAction::Write {
@@ -366,33 +413,33 @@ fn check_elements(
     split: u32,
     metrics: &[String],
     dataset: &Dataset,
-) -> Result<()> {
+    problems: &mut Problems,
+) {
     let count = dataset.extraction.count();
     if maps.multi_network && count != maps.num_networks {
-        bail!(
+        problems.push(format!(
             "this multi-network MAPS has {} networks (maps.json `num_networks`) but the images of the data group give {count} {} elements",
             maps.num_networks,
             maps.mode.name()
-        );
+        ));
     }
     if maps.mode == crate::maps::json::Mode::Image
         || maps.num_networks <= 1
         || is_training_group(group)
     {
-        return Ok(());
+        return;
     }
     for metric in metrics {
         let path = layout.validation_predictions(split, metric, maps.mode.name());
         if !path.is_file() {
-            bail!(
+            problems.push(format!(
                 "the validation predictions `{}` are missing: image-level results of a {} MAPS are a vote of its {} elements weighted by each element's accuracy on the validation group, and `clinicadl train` writes them; predict the `validation` group first (`clinicadl-rs predict MAPS validation -s {split} -sm {metric}`) to recreate them",
                 path.display(),
                 maps.mode.name(),
                 maps.mode.name()
-            );
+            ));
         }
     }
-    Ok(())
 }
 
 /// Turns the command line into a checked [`PredictConfig`]. Nothing is written.
@@ -405,10 +452,11 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
     crate::networks::check_architecture(&maps)?;
     let criterion = resolve_criterion(&maps)?;
     let label = args.label.clone().or_else(|| maps.label.clone());
-    let splits = resolve_splits(&layout, &args.split)?;
-    let group_action = resolve_group(args, &layout, &maps, args.label.as_deref())?;
+    let mut problems = Problems::default();
+    let splits = resolve_splits(&layout, &args.split, &mut problems)?;
+    let group_action = resolve_group(args, &layout, &maps, args.label.as_deref(), &mut problems)?;
     let use_labels = args.use_labels();
-    let mut runs = Vec::new();
+    let mut runs: Vec<SplitRun> = Vec::new();
     let mut first_checkpoint = None;
     for split in splits {
         let selection_metrics = resolve_metrics(
@@ -417,22 +465,51 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
             split,
             &args.selection_metrics,
             &mut first_checkpoint,
-        )?;
+            &mut problems,
+        );
         let group = match &group_action {
             GroupAction::Write { definition, .. } => definition.clone(),
-            GroupAction::Reuse => read_group(&layout, &args.data_group, split)?,
+            GroupAction::Reuse => match read_group(&layout, &args.data_group, split) {
+                Ok(group) => group,
+                Err(error) => {
+                    problems.push_error(&error);
+                    continue;
+                }
+            },
         };
-        let caps = caps_mapping(&group.caps_directory, group.multi_cohort)?;
-        let data_path = layout
-            .group_definition_dir(&args.data_group, split)
-            .join("data.tsv");
-        let options = DatasetOptions {
-            use_labels,
-            label: label.as_deref(),
+        // Splits usually share their group's data: its dataset is built (and its files
+        // checked) once.
+        let same_data = runs.iter().find(|run| {
+            run.group.data == group.data
+                && run.group.caps_directory == group.caps_directory
+                && run.group.multi_cohort == group.multi_cohort
+        });
+        let (caps, dataset) = match same_data {
+            Some(run) => (run.caps.clone(), run.dataset.clone()),
+            None => {
+                let data_path = layout
+                    .group_definition_dir(&args.data_group, split)
+                    .join("data.tsv");
+                let options = DatasetOptions {
+                    use_labels,
+                    label: label.as_deref(),
+                    // Header reads wait on the file system more than on the CPU.
+                    threads: (args.n_proc as usize).max(4),
+                };
+                let built =
+                    caps_mapping(&group.caps_directory, group.multi_cohort).and_then(|caps| {
+                        Dataset::build(&group.data, &data_path, &caps, &maps, &options)
+                            .map(|dataset| (caps, dataset))
+                    });
+                match built {
+                    Ok(built) => built,
+                    Err(error) => {
+                        problems.push_error(&error);
+                        continue;
+                    }
+                }
+            }
         };
-        let dataset = Dataset::build(&group.data, &data_path, &caps, &maps, &options)?;
-        // A systematic mismatch (wrong CAPS, wrong input_size) shows on the first session.
-        dataset.load_session(0)?;
         check_elements(
             &layout,
             &maps,
@@ -440,7 +517,8 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
             split,
             &selection_metrics,
             &dataset,
-        )?;
+            &mut problems,
+        );
         runs.push(SplitRun {
             split,
             selection_metrics,
@@ -449,6 +527,7 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
             caps,
         });
     }
+    problems.check()?;
     let engine = EngineOptions {
         device,
         amp: args.amp,

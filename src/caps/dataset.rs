@@ -52,6 +52,8 @@ pub struct DatasetOptions<'a> {
     pub use_labels: bool,
     /// The label column (`--label`, else `maps.json` `label`).
     pub label: Option<&'a str>,
+    /// Threads that check the tensor files (their headers only).
+    pub threads: usize,
 }
 
 /// The sessions of one prediction and how to turn them into network inputs.
@@ -137,7 +139,8 @@ impl SessionSample {
 
 impl Dataset {
     /// Builds the dataset of a group, checking every session: labels known, image tensor (or
-    /// every pre-extracted element) found. Every problem is reported at once.
+    /// every pre-extracted element) found, readable, floating point and of the expected shape
+    /// (headers only). Every problem is reported at once.
     pub fn build(
         data: &Table,
         data_path: &Path,
@@ -206,12 +209,14 @@ impl Dataset {
                 caps_root: root.clone(),
             });
         }
+        // Elements are known from the first session when every session was found.
+        let extraction_known = problems.is_empty() && !sessions.is_empty();
         let extraction = match sessions.first() {
-            Some(first) if problems.is_empty() => {
+            Some(first) if extraction_known => {
                 // Patch and slice counts come from the first image's size (image mode needs none).
                 let needs_shape = matches!(maps.mode, Mode::Patch | Mode::Slice);
                 let image_shape = if needs_shape && first.image_path.is_file() {
-                    Some(crate::torchfile::read_tensor(&first.image_path)?.shape)
+                    Some(crate::torchfile::read_tensor_header(&first.image_path)?.shape)
                 } else {
                     None
                 };
@@ -246,7 +251,7 @@ impl Dataset {
             _ => Extraction::Image,
         };
         let selected: Vec<usize> = (0..extraction.count()).collect();
-        if problems.is_empty() {
+        if extraction_known {
             for session in &sessions {
                 let files: Vec<PathBuf> = if extraction.prepare_dl() {
                     selected
@@ -271,27 +276,12 @@ impl Dataset {
                 }
             }
         }
-        if !problems.is_empty() {
-            let n = problems.len();
-            bail!(
-                "{n} problem(s) with the sessions of `{}` (CAPS `{}`):\n  * {}",
-                data_path.display(),
-                caps.iter()
-                    .map(|(_, p)| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join("`, `"),
-                problems.join("\n  * ")
-            );
-        }
-        if sessions.is_empty() {
-            bail!("the data group `{}` has no session", data_path.display());
-        }
         let transforms = Transforms::new(
             maps.normalize,
             maps.size_reduction,
             maps.size_reduction_factor,
         )?;
-        Ok(Dataset {
+        let dataset = Dataset {
             sessions,
             mode: maps.mode,
             elements_per_session: selected.len(),
@@ -300,7 +290,111 @@ impl Dataset {
             element_shape: maps.input_size.clone(),
             transforms,
             pattern,
-        })
+        };
+        if extraction_known {
+            problems.extend(dataset.check_tensor_files(options.threads));
+        }
+        if !problems.is_empty() {
+            bail!(
+                "{} with the sessions of `{}` (CAPS `{}`):\n{}",
+                count_problems(problems.len()),
+                data_path.display(),
+                caps.iter()
+                    .map(|(_, p)| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join("`, `"),
+                bullet_list(&problems)
+            );
+        }
+        if dataset.sessions.is_empty() {
+            bail!("the data group `{}` has no session", data_path.display());
+        }
+        if !dataset.extraction.prepare_dl() && dataset.mode != Mode::Image {
+            // Elements cut from images: the cut itself is checked on the first session (its
+            // image has the shape of every other one).
+            dataset.load_session(0)?;
+        }
+        Ok(dataset)
+    }
+
+    /// Every tensor file the run will read: readable, floating point, and of the shape the
+    /// model expects (after the transforms), or, for elements cut from whole images, of the
+    /// first session's shape. Only headers are read, on up to `threads` threads. Returns one
+    /// problem per faulty file.
+    fn check_tensor_files(&self, threads: usize) -> Vec<String> {
+        let cut = !self.extraction.prepare_dl() && self.mode != Mode::Image;
+        let mut files = Vec::new();
+        for (index, session) in self.sessions.iter().enumerate() {
+            if self.extraction.prepare_dl() {
+                for &position in &self.selected {
+                    let file = self.extraction.element_file(&session.image_path, position);
+                    files.push((index, Some(position), file));
+                }
+            } else {
+                files.push((index, None, session.image_path.clone()));
+            }
+        }
+        // A first file that cannot be read is reported below with the others.
+        let reference = match (cut, files.first()) {
+            (true, Some((_, _, first))) => crate::torchfile::read_tensor_header(first)
+                .ok()
+                .map(|h| h.shape),
+            _ => None,
+        };
+        let check = |(index, position, file): &(usize, Option<usize>, PathBuf)| -> Option<String> {
+            if !file.is_file() {
+                return None; // reported as missing
+            }
+            let session = &self.sessions[*index];
+            let at = format!("({} | {})", session.participant_id, session.session_id);
+            let header = match crate::torchfile::read_tensor_header(file) {
+                Ok(header) => header,
+                Err(error) => return Some(format!("{at}: {error}")),
+            };
+            if let Err(error) = check_dtype(file, header.dtype) {
+                return Some(format!("{at}: {error}"));
+            }
+            let what = match position {
+                Some(position) => format!(
+                    "{} {} `{}`",
+                    self.mode.name(),
+                    self.extraction.element_id(*position),
+                    file.display()
+                ),
+                None => format!("tensor `{}`", file.display()),
+            };
+            if cut {
+                return reference
+                    .as_ref()
+                    .filter(|reference| header.shape != **reference)
+                    .map(|reference| format!(
+                        "{at}: {what} has shape {:?} but the first session's image has shape {reference:?} ({}s are cut from every image at the same places)",
+                        header.shape,
+                        self.mode.name()
+                    ));
+            }
+            {
+                {
+                    let transformed = self.transforms.output_shape(&header.shape);
+                    (transformed != self.element_shape).then(|| {
+                        format!(
+                            "{at}: {what} has shape {:?}{} but the model expects {:?} (maps.json `input_size`)",
+                            header.shape,
+                            if transformed == header.shape {
+                                String::new()
+                            } else {
+                                format!(" ({transformed:?} after the transforms)")
+                            },
+                            self.element_shape
+                        )
+                    })
+                }
+            }
+        };
+        parallel_map(&files, threads, check)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The dataset of one network of a multi-network MAPS: element `index` of every session.
@@ -365,26 +459,87 @@ impl Dataset {
     }
 }
 
-/// Reads a tensor file as a C-order float32 element.
-fn read_element(path: &Path) -> Result<Element> {
+/// Most problems listed in one message; the rest are counted.
+const MAX_LISTED_PROBLEMS: usize = 20;
+
+/// "1 problem", "3 problems".
+pub fn count_problems(n: usize) -> String {
+    format!("{n} problem{}", if n == 1 { "" } else { "s" })
+}
+
+/// The problems as an indented bullet list, the first [`MAX_LISTED_PROBLEMS`] of them.
+pub fn bullet_list(problems: &[String]) -> String {
+    let mut lines: Vec<String> = problems
+        .iter()
+        .take(MAX_LISTED_PROBLEMS)
+        .map(|p| format!("  * {p}"))
+        .collect();
+    if problems.len() > MAX_LISTED_PROBLEMS {
+        lines.push(format!(
+            "  * … and {} more",
+            problems.len() - MAX_LISTED_PROBLEMS
+        ));
+    }
+    lines.join("\n")
+}
+
+/// `f` over `items` on up to `threads` threads, results in the order of `items`.
+fn parallel_map<T: Sync, U: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> U + Sync,
+) -> Vec<U> {
+    let threads = threads.clamp(1, 16).min(items.len().max(1));
+    if threads == 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, U)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        done.push((i, f(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, u)| u).collect()
+}
+
+/// Whether a CAPS tensor of this dtype can be read (floating point), else what to do.
+fn check_dtype(path: &Path, dtype: crate::torchfile::DType) -> Result<()> {
     use crate::torchfile::DType;
-    let tensor = crate::torchfile::read_tensor(path)?;
-    if !matches!(
-        tensor.dtype,
-        DType::F16 | DType::BF16 | DType::F32 | DType::F64
-    ) {
+    if !matches!(dtype, DType::F16 | DType::BF16 | DType::F32 | DType::F64) {
         bail!(
             "the tensor `{}` holds {} values; CAPS tensors are floating-point images (re-run `clinicadl prepare-data`)",
             path.display(),
-            tensor.dtype.name()
+            dtype.name()
         );
     }
-    let data = tensor
-        .to_f32_vec()
-        .with_context(|| format!("cannot decode the tensor `{}`", path.display()))?;
+    Ok(())
+}
+
+/// Reads a tensor file as a C-order float32 element.
+fn read_element(path: &Path) -> Result<Element> {
+    let (header, data) = crate::torchfile::read_tensor_f32(path)?;
+    check_dtype(path, header.dtype)?;
     Ok(Element {
         data,
-        shape: tensor.shape.clone(),
+        shape: header.shape,
     })
 }
 

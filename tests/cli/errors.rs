@@ -728,3 +728,82 @@ fn constant_image_warns_and_predicts_numbers() {
         "{first}"
     );
 }
+
+fn tensor_of(d: &Path, participant: &str, session: &str) -> std::path::PathBuf {
+    d.join(format!(
+        "caps/subjects/{participant}/{session}/deeplearning_prepare_data/image_based/t1_linear/{participant}_{session}_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.pt"
+    ))
+}
+
+/// Every CAPS tensor is checked (header only) before anything is written, not just the first
+/// session's: three faulty files deep in the group are all named in one message.
+#[test]
+fn every_caps_tensor_is_checked_before_writing() {
+    expect_failure(
+        |d| {
+            // A float32 tensor of another shape, a truncated file, a dict instead of a tensor.
+            std::fs::copy(
+                repo().join("tests/fixtures/torchfile/caps_image.pt"),
+                tensor_of(d, "sub-T007", "ses-M000"),
+            )
+            .unwrap();
+            let p = tensor_of(d, "sub-T008", "ses-M000");
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+            std::fs::copy(
+                repo().join("tests/fixtures/torchfile/dtypes.pt"),
+                tensor_of(d, "sub-T006", "ses-M000"),
+            )
+            .unwrap();
+        },
+        None,
+        &[],
+        1,
+        &[
+            "3 problems with the sessions of",
+            "(sub-T007 | ses-M000): tensor `",
+            "sub-T007_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.pt` has shape [1, 5, 4, 3] but the model expects [1, 17, 21, 19] (maps.json `input_size`)",
+            "(sub-T008 | ses-M000): `",
+            "(sub-T006 | ses-M000): `",
+            "holds a dict, not a tensor",
+        ],
+    );
+}
+
+/// Problems of the configuration (splits, metrics, checkpoints) and of the data are reported
+/// together, each with the path at fault.
+#[test]
+fn all_problems_are_reported_at_once() {
+    expect_failure(
+        |d| {
+            std::fs::write(
+                d.join("maps/split-0/best-loss/model.pth.tar"),
+                b"PK\x03\x04garbage",
+            )
+            .unwrap();
+            std::fs::remove_file(d.join("maps/split-1/best-BA/model.pth.tar")).unwrap();
+            std::fs::remove_file(tensor_of(d, "sub-T009", "ses-M000")).unwrap();
+            std::fs::copy(
+                repo().join("tests/fixtures/torchfile/caps_image.pt"),
+                tensor_of(d, "sub-T002", "ses-M000"),
+            )
+            .unwrap();
+        },
+        None,
+        &["-s", "0", "-s", "1", "-s", "7", "-sm", "F1_score"],
+        1,
+        &[
+            "problems found before anything was written:",
+            "split 7 of --split was not trained in this MAPS (trained splits: 0, 1)",
+            "split-0/best-loss/model.pth.tar",
+            "split-1/best-BA/model.pth.tar` does not exist",
+            "the metric F1_score is not available for split 0",
+            "the metric F1_score is not available for split 1",
+            "(sub-T009 | ses-M000): tensor `",
+            "does not exist (run `clinicadl prepare-data image` on this CAPS)",
+            "2 problems with the sessions of",
+            "(sub-T002 | ses-M000): tensor `",
+            "has shape [1, 5, 4, 3] but the model expects [1, 17, 21, 19]",
+        ],
+    );
+}
