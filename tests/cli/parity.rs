@@ -548,3 +548,58 @@ fn one_element_per_image_keeps_the_identifiers() {
         std::fs::read_to_string(dir.join("test_slice_level_metrics.tsv")).unwrap()
     );
 }
+
+/// Puts a float32 tensor of shape [1, 5, 4, 3] (a torch-written fixture) in place of `file`.
+fn replace_with_small_tensor(file: &Path) {
+    assert!(file.is_file(), "{}", file.display());
+    std::fs::copy(repo().join("tests/fixtures/torchfile/caps_image.pt"), file).unwrap();
+}
+
+/// Runs `case` (prepared by the caller), expecting a refusal that names `needles` and leaves the
+/// MAPS unchanged.
+fn expect_refusal(case: &Case, needles: &[&str]) {
+    let before = tree_digest(&case.maps());
+    let out = case.predict(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "`{needle}` not in:\n{err}");
+    }
+    assert!(tree_digest(&case.maps()) == before, "the MAPS changed");
+}
+
+/// Pre-extracted patches: every patch file's shape is checked before anything is written.
+#[test]
+fn patch_file_of_another_shape_is_refused_up_front() {
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    let case = Case::prepare(&reference.join("patch_classification"), "test");
+    replace_with_small_tensor(&case.dir.join(
+        "caps/subjects/sub-T003/ses-M000/deeplearning_prepare_data/patch_based/t1_linear/sub-T003_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_patchsize-18_stride-18_patch-1_T1w.pt",
+    ));
+    expect_refusal(
+        &case,
+        &[
+            "(sub-T003 | ses-M000): patch 1 `",
+            "patch-1_T1w.pt` has shape [1, 5, 4, 3] but the model expects [1, 18, 18, 18] (maps.json `input_size`)",
+        ],
+    );
+}
+
+/// Slices cut on the fly: every image must have the first session's shape.
+#[test]
+fn image_of_another_shape_is_refused_up_front_when_slices_are_cut() {
+    let case = Case::prepare(&fixture("slice_rgb_classification"), "test");
+    replace_with_small_tensor(&case.dir.join(
+        "caps/subjects/sub-T002/ses-M000/deeplearning_prepare_data/image_based/t1_linear/sub-T002_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.pt",
+    ));
+    expect_refusal(
+        &case,
+        &[
+            "(sub-T002 | ses-M000): tensor `",
+            "has shape [1, 5, 4, 3] but the first session's image has shape [1, ",
+            "slices are cut from every image at the same places",
+        ],
+    );
+}
