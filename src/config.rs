@@ -8,8 +8,6 @@
 use anyhow::{Context, Result, bail};
 use tch::Device;
 
-use std::path::PathBuf;
-
 use crate::caps::cohorts::{CapsMapping, caps_mapping, load_multi_cohort_participants};
 use crate::caps::dataset::{Dataset, DatasetOptions};
 use crate::caps::participants::load_participants;
@@ -25,7 +23,6 @@ use crate::networks::Family;
 use crate::networks::vae::VAE_LOSSES;
 use crate::predict::engine::{Criterion, EngineOptions};
 use crate::predict::loss::Loss;
-use crate::torchfile::Checkpoint;
 
 /// What happens to the data group definition.
 #[derive(Debug, Clone)]
@@ -75,8 +72,6 @@ pub struct PredictConfig {
     pub overwrite: bool,
     /// The save options (reconstruction).
     pub save: SaveOptions,
-    /// The first checkpoint the run uses, already decoded by the checks (taken by the run).
-    pub first_checkpoint: std::sync::Mutex<Option<(PathBuf, Checkpoint)>>,
 }
 
 /// `--save_tensor`, `--save_nifti`, `--save_latent_tensor`.
@@ -228,7 +223,6 @@ fn resolve_metrics(
     maps: &MapsJson,
     split: u32,
     requested: &[String],
-    first: &mut Option<(PathBuf, Checkpoint)>,
     problems: &mut Problems,
 ) -> Vec<String> {
     let default = ["loss".to_owned()];
@@ -269,11 +263,8 @@ fn resolve_metrics(
                 ));
                 continue;
             }
-            match crate::networks::check_checkpoint(maps, &checkpoint) {
-                // The first model a run uses is kept decoded: it is needed at once.
-                Ok(decoded) if first.is_none() => *first = Some((checkpoint, decoded)),
-                Ok(_) => {}
-                Err(error) => problems.push_error(&error),
+            if let Err(error) = crate::networks::check_checkpoint(maps, &checkpoint) {
+                problems.push_error(&error);
             }
         }
         metrics.push(metric.clone());
@@ -457,14 +448,12 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
     let group_action = resolve_group(args, &layout, &maps, args.label.as_deref(), &mut problems)?;
     let use_labels = args.use_labels();
     let mut runs: Vec<SplitRun> = Vec::new();
-    let mut first_checkpoint = None;
     for split in splits {
         let selection_metrics = resolve_metrics(
             &layout,
             &maps,
             split,
             &args.selection_metrics,
-            &mut first_checkpoint,
             &mut problems,
         );
         let group = match &group_action {
@@ -550,7 +539,6 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
         runs,
         engine,
         overwrite: args.overwrite,
-        first_checkpoint: std::sync::Mutex::new(first_checkpoint),
         save: SaveOptions {
             tensor: args.save_tensor,
             nifti: args.save_nifti,

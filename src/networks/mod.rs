@@ -576,41 +576,30 @@ pub fn spec(maps: &MapsJson) -> Result<Spec> {
 
 /// Builds the network of `maps.json` and loads the checkpoint at `checkpoint` onto `device`.
 pub fn load_network(maps: &MapsJson, checkpoint: &Path, device: Device) -> Result<Network> {
-    load_network_from(maps, read_checkpoint(checkpoint)?, checkpoint, device)
-}
-
-/// Like [`load_network`], from a checkpoint already decoded (by [`check_checkpoint`]).
-pub fn load_network_from(
-    maps: &MapsJson,
-    decoded: crate::torchfile::Checkpoint,
-    checkpoint: &Path,
-    device: Device,
-) -> Result<Network> {
+    let started = std::time::Instant::now();
     let spec = spec(maps)?;
-    let sd = StateDict::new(decoded, checkpoint, device);
+    let sd = StateDict::open(checkpoint, device)?;
     let network = build(maps, &spec, &sd);
     sd.finish(&maps.architecture)?;
+    crate::ui::debug(&format!(
+        "model loaded: {:.1} ms ({}, {device:?}, from `{}`)",
+        started.elapsed().as_secs_f64() * 1e3,
+        maps.architecture,
+        checkpoint.display()
+    ));
     Ok(network)
 }
 
 /// Checks that the checkpoint decodes and fits the network of `maps.json` (every key, every
-/// shape), without creating the network's tensors; returns it decoded (storages are shared, so
-/// keeping it costs nothing more).
-pub fn check_checkpoint(
-    maps: &MapsJson,
-    checkpoint: &Path,
-) -> Result<crate::torchfile::Checkpoint> {
+/// shape, every storage entry big enough) from its headers, without reading its values nor
+/// creating the network's tensors.
+pub fn check_checkpoint(maps: &MapsJson, checkpoint: &Path) -> Result<()> {
     let spec = spec(maps)?;
-    let decoded = read_checkpoint(checkpoint)?;
-    let sd = StateDict::check_only(decoded.clone(), checkpoint);
+    let headers = crate::torchfile::read_checkpoint_header(checkpoint)
+        .with_context(|| format!("cannot load the checkpoint `{}`", checkpoint.display()))?;
+    let sd = StateDict::check_only(headers, checkpoint);
     build(maps, &spec, &sd);
-    sd.finish(&maps.architecture)?;
-    Ok(decoded)
-}
-
-fn read_checkpoint(checkpoint: &Path) -> Result<crate::torchfile::Checkpoint> {
-    crate::torchfile::read_checkpoint(checkpoint)
-        .with_context(|| format!("cannot load the checkpoint `{}`", checkpoint.display()))
+    sd.finish(&maps.architecture)
 }
 
 fn build(maps: &MapsJson, spec: &Spec, sd: &StateDict) -> Network {

@@ -103,21 +103,7 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
             run.split,
             checkpoint_abs.display()
         ));
-        let preloaded = config
-            .first_checkpoint
-            .lock()
-            .ok()
-            .and_then(|mut first| first.take_if(|(path, _)| *path == checkpoint))
-            .map(|(_, decoded)| decoded);
-        let model = match preloaded {
-            Some(decoded) => crate::networks::load_network_from(
-                maps,
-                decoded,
-                &checkpoint,
-                config.engine.device,
-            )?,
-            None => crate::networks::load_network(maps, &checkpoint, config.engine.device)?,
-        };
+        let model = crate::networks::load_network(maps, &checkpoint, config.engine.device)?;
         let restricted;
         let dataset = match network {
             Some(n) => {

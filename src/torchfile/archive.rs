@@ -14,12 +14,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use zip::CompressionMethod;
-use zip::ZipArchive;
+use zip::{ZipArchive, ZipReadOptions};
 
+use super::FileSpan;
 use super::Value;
 use super::error::TorchFileError;
-use super::pickle::{Converter, Pickled, Source, StorageRef, unpickle};
-use super::tensor::{DType, TensorHeader, check_view};
+use super::pickle::{Converter, Pickled, Source, Storage, StorageRef, unpickle};
+use super::tensor::{DType, TensorHeader};
 
 /// A torch zip archive whose pickle has been run (storages not read yet).
 pub(crate) struct TorchZip<'p, R> {
@@ -87,7 +88,7 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
             path,
         } = self;
         let mut cache: HashMap<String, Arc<Vec<u8>>> = HashMap::new();
-        let resolve = |storage: &StorageRef| -> Result<Arc<Vec<u8>>, TorchFileError> {
+        let resolve = |storage: &StorageRef| -> Result<Storage, TorchFileError> {
             let needed = storage_bytes(storage, path)?;
             let data = match cache.get(&storage.key) {
                 Some(data) => Arc::clone(data),
@@ -101,38 +102,69 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
             if data.len() < needed {
                 return Err(storage_too_short(storage, needed, data.len() as u64, path));
             }
-            Ok(data)
+            Ok(Storage::Read(data))
         };
         Converter::new(&pickled, path, resolve).root()
     }
 
-    /// The header of the saved tensor, checked against the size of its storage entry (whose
-    /// bytes are not read); `None` when the saved object is not a bare tensor.
-    pub(crate) fn root_header(&mut self) -> Result<Option<TensorHeader>, TorchFileError> {
-        let Some((storage, header)) = self.pickled.root_tensor() else {
-            return Ok(None);
-        };
+    /// The saved object with every tensor's header checked against the size of its storage
+    /// entry, whose bytes are not read: the tensors' storages are empty (for headers only).
+    /// Also gives where each storage's bytes lie in the file, by storage key.
+    pub(crate) fn header_value(
+        &mut self,
+    ) -> Result<(Value, HashMap<String, FileSpan>), TorchFileError> {
         let path = self.path;
-        let needed = storage_bytes(storage, path)?;
-        let entry = storage_entry(&self.archive, &self.prefix, storage, path)?;
-        let size = stored_entry_size(&self.archive, &entry, path)?;
-        if size < needed as u64 {
-            return Err(storage_too_short(storage, needed, size, path));
-        }
-        check_view(
-            &header.shape,
-            &header.strides,
-            header.offset,
-            needed,
-            storage.dtype.itemsize(),
-        )
-        .map_err(|detail| {
-            TorchFileError::malformed(
-                path,
-                format!("tensor on storage `{}`: {detail}", storage.key),
-            )
-        })?;
-        Ok(Some(header))
+        let limit = self.limit as u64;
+        let (archive, prefix) = (&mut self.archive, &self.prefix);
+        let mut spans = HashMap::new();
+        let resolve = |storage: &StorageRef| -> Result<Storage, TorchFileError> {
+            let needed = storage_bytes(storage, path)?;
+            let entry = storage_entry(archive, prefix, storage, path)?;
+            let size = stored_entry_size(archive, &entry, path)?;
+            if size < needed as u64 {
+                return Err(storage_too_short(storage, needed, size, path));
+            }
+            if !spans.contains_key(&storage.key) {
+                let index = archive.index_for_name(&entry).unwrap_or_default();
+                let zip_error = |source| TorchFileError::Zip {
+                    path: path.to_path_buf(),
+                    action: "unreadable",
+                    source,
+                };
+                let crc32 = archive.by_index_data(index).map_err(zip_error)?.crc32();
+                let start = archive
+                    .by_index_raw(index)
+                    .map_err(zip_error)?
+                    .data_start()
+                    .unwrap_or(u64::MAX);
+                if start.checked_add(size).is_none_or(|end| end > limit) {
+                    return Err(TorchFileError::malformed(
+                        path,
+                        format!("entry `{entry}` ends past the end of the file"),
+                    ));
+                }
+                spans.insert(
+                    storage.key.clone(),
+                    FileSpan {
+                        start,
+                        len: size,
+                        crc32,
+                    },
+                );
+            }
+            Ok(Storage::Unread(usize::try_from(size).unwrap_or(usize::MAX)))
+        };
+        let value = Converter::new(&self.pickled, path, resolve).root()?;
+        Ok((value, spans))
+    }
+
+    /// The header of the saved tensor (see [`TorchZip::header_value`]); `None` when the saved
+    /// object is not a bare tensor.
+    pub(crate) fn root_header(&mut self) -> Result<Option<TensorHeader>, TorchFileError> {
+        Ok(match self.header_value()?.0 {
+            Value::Tensor(tensor) => Some(tensor.header()),
+            _ => None,
+        })
     }
 
     /// The saved tensor's values when it is a float32 tensor filling its whole storage in C
@@ -169,15 +201,7 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
             )
         })?;
         values.resize(numel, 0.0);
-        let index = self.archive.index_for_name(&entry).unwrap_or_default();
-        let mut reader = self
-            .archive
-            .by_index(index)
-            .map_err(|source| TorchFileError::Zip {
-                path: path.to_path_buf(),
-                action: "unreadable",
-                source,
-            })?;
+        let mut reader = open_entry(&mut self.archive, &entry, path)?;
         let cannot_read = |source: std::io::Error| {
             TorchFileError::malformed(path, format!("cannot read entry `{entry}`: {source}"))
         };
@@ -302,6 +326,27 @@ fn stored_entry_size<R: Read + Seek>(
     Ok(entry.size())
 }
 
+/// A reader of entry `name` that checks its CRC-32 at the end, unless the zip records none (a
+/// CRC of 0: `torch.save` with `compute_crc32=False`, which `torch.load` reads).
+fn open_entry<'a, R: Read + Seek>(
+    archive: &'a mut ZipArchive<R>,
+    name: &str,
+    path: &Path,
+) -> Result<zip::read::ZipFile<'a, R>, TorchFileError> {
+    let zip_error = |source| TorchFileError::Zip {
+        path: path.to_path_buf(),
+        action: "unreadable",
+        source,
+    };
+    let index = archive.index_for_name(name).ok_or_else(|| {
+        TorchFileError::malformed(path, format!("zip archive has no entry `{name}`"))
+    })?;
+    let crc32 = archive.by_index_data(index).map_err(zip_error)?.crc32();
+    archive
+        .by_index_with_options(index, ZipReadOptions::new().ignore_crc32(crc32 == 0))
+        .map_err(zip_error)
+}
+
 /// The bytes of one stored entry, refusing compressed or encrypted entries and entries
 /// claiming more than `limit` bytes.
 fn read_entry<R: Read + Seek>(
@@ -327,14 +372,7 @@ fn read_entry<R: Read + Seek>(
             format!("cannot allocate {size} bytes for entry `{name}`"),
         )
     })?;
-    let index = archive.index_for_name(name).unwrap_or_default();
-    let reader = archive
-        .by_index(index)
-        .map_err(|source| TorchFileError::Zip {
-            path: path.to_path_buf(),
-            action: "unreadable",
-            source,
-        })?;
+    let reader = open_entry(archive, name, path)?;
     // One byte more than claimed, so that an entry longer than its header says is noticed.
     let limit = claimed.saturating_add(1);
     reader

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::Value;
 use super::error::TorchFileError;
-use super::pickle::{Converter, Pickled, Source, StorageRef, unpickle};
+use super::pickle::{Converter, Pickled, Source, Storage, StorageRef, unpickle};
 use super::tensor::DType;
 
 /// The magic number 0x1950a86a20f9469cfc6c as the little-endian bytes of its `LONG1` opcode.
@@ -128,7 +128,7 @@ pub(crate) fn read_legacy(bytes: &[u8], path: &Path) -> Result<Value, TorchFileE
         }
     }
 
-    let resolve = |storage: &StorageRef| -> Result<Arc<Vec<u8>>, TorchFileError> {
+    let resolve = |storage: &StorageRef| -> Result<Storage, TorchFileError> {
         let data = storages.get(&storage.key).ok_or_else(|| {
             TorchFileError::malformed(
                 path,
@@ -153,7 +153,7 @@ pub(crate) fn read_legacy(bytes: &[u8], path: &Path) -> Result<Value, TorchFileE
                 ),
             ));
         }
-        Ok(Arc::clone(data))
+        Ok(Storage::Read(Arc::clone(data)))
     };
     Converter::new(&object, path, resolve).root()
 }

@@ -1,7 +1,8 @@
 //! PyTorch `torch.save` files (`.pt`, `.pth.tar`) read and written without executing pickle code
 //! (formats.md §1). This file owns the public API: the [`Value`] tree a file decodes to, the
 //! entry points [`read`], [`read_tensor`], [`read_tensor_header`] (dtype and shape only, for
-//! checking files cheaply), [`read_tensor_f32`] (a tensor's values, straight from the file in
+//! checking files cheaply), [`read_checkpoint_header`] (the same for checkpoints),
+//! [`read_tensor_f32`] (a tensor's values, straight from the file in
 //! the common case) and [`read_checkpoint`] (ClinicaDL's `model.pth.tar`), and the re-exported
 //! writer. The zip container lives in `archive.rs`, the legacy format in
 //! `legacy.rs`, the pickle subset in `pickle.rs`, tensors and their conversions in `tensor.rs`,
@@ -83,11 +84,12 @@ impl Value {
     }
 }
 
-/// A ClinicaDL checkpoint (`model.pth.tar`): the network's state_dict and its metadata.
+/// A ClinicaDL checkpoint (`model.pth.tar`): the network's state_dict and its metadata; with
+/// `T` = [`TensorHeader`], the headers of its tensors only ([`read_checkpoint_header`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Checkpoint {
+pub struct Checkpoint<T = StoredTensor> {
     /// Parameter and buffer tensors keyed by their PyTorch names, in file order.
-    pub state_dict: Vec<(String, StoredTensor)>,
+    pub state_dict: Vec<(String, T)>,
     /// The `epoch` entry, when present.
     pub epoch: Option<i64>,
     /// The `name` entry (the architecture name), when present.
@@ -237,6 +239,71 @@ pub fn read_tensor_f32(path: &Path) -> Result<(TensorHeader, Vec<f32>), TorchFil
 pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, TorchFileError> {
     let value = read(path)?;
     checkpoint_from_value(value, path)
+}
+
+/// Where the values of a tensor lie in its file: a stored zip entry holding exactly them, in C
+/// order, little-endian, so that they can be read straight into their destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSpan {
+    /// Offset of the first byte in the file.
+    pub start: u64,
+    /// Number of bytes.
+    pub len: u64,
+    /// The entry's CRC-32 as the zip records it (0 when `torch.save` did not compute it).
+    pub crc32: u32,
+}
+
+/// Reads what a checkpoint holds (keys, dtypes, shapes, metadata) with every tensor checked
+/// against the size of its storage, without reading the storages (zip files; legacy files are
+/// read whole): a cheap check that a checkpoint fits a network.
+pub fn read_checkpoint_header(path: &Path) -> Result<Checkpoint<TensorHeader>, TorchFileError> {
+    let layout = read_checkpoint_layout(path)?;
+    Ok(Checkpoint {
+        state_dict: layout
+            .state_dict
+            .into_iter()
+            .map(|(key, (header, _))| (key, header))
+            .collect(),
+        epoch: layout.epoch,
+        name: layout.name,
+    })
+}
+
+/// Like [`read_checkpoint_header`], with, for each tensor that owns a whole storage entry in C
+/// order (how `torch.save` writes a state_dict), where its values lie in the file.
+pub fn read_checkpoint_layout(
+    path: &Path,
+) -> Result<Checkpoint<(TensorHeader, Option<FileSpan>)>, TorchFileError> {
+    let (value, spans) = match open(path)? {
+        Opened::Zip(mut zip) => zip.header_value()?,
+        Opened::Legacy(bytes) => (legacy::read_legacy(&bytes, path)?, Default::default()),
+    };
+    let checkpoint = checkpoint_from_value(value, path)?;
+    let mut users: std::collections::HashMap<&str, usize> = Default::default();
+    for (_, tensor) in &checkpoint.state_dict {
+        *users.entry(tensor.storage_key.as_str()).or_default() += 1;
+    }
+    let state_dict = checkpoint
+        .state_dict
+        .iter()
+        .map(|(key, tensor)| {
+            let span = spans.get(&tensor.storage_key).copied().filter(|span| {
+                users.get(tensor.storage_key.as_str()) == Some(&1)
+                    && tensor.offset == 0
+                    && tensor.is_c_contiguous()
+                    && tensor
+                        .numel()
+                        .checked_mul(tensor.dtype.itemsize())
+                        .is_some_and(|bytes| bytes as u64 == span.len)
+            });
+            (key.clone(), (tensor.header(), span))
+        })
+        .collect();
+    Ok(Checkpoint {
+        state_dict,
+        epoch: checkpoint.epoch,
+        name: checkpoint.name,
+    })
 }
 
 fn checkpoint_from_value(value: Value, path: &Path) -> Result<Checkpoint, TorchFileError> {

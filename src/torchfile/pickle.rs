@@ -774,6 +774,15 @@ fn long_from_bytes(bytes: Vec<u8>) -> Node {
     Node::Int(i64::from_le_bytes(array))
 }
 
+/// What a resolver gives for a storage: its bytes, or only its size in bytes (header-only
+/// reading: the tensors produced have an empty storage and must not leave the module).
+pub(crate) enum Storage {
+    /// The storage's bytes.
+    Read(Arc<Vec<u8>>),
+    /// The storage was not read; its entry holds this many bytes.
+    Unread(usize),
+}
+
 /// Turns the object graph into values, fetching storages through `resolve`.
 pub(crate) struct Converter<'a, R> {
     pickled: &'a Pickled,
@@ -784,7 +793,7 @@ pub(crate) struct Converter<'a, R> {
 
 impl<'a, R> Converter<'a, R>
 where
-    R: FnMut(&StorageRef) -> Result<Arc<Vec<u8>>, TorchFileError>,
+    R: FnMut(&StorageRef) -> Result<Storage, TorchFileError>,
 {
     /// A converter over `pickled` whose storages come from `resolve`.
     pub(crate) fn new(pickled: &'a Pickled, path: &'a Path, resolve: R) -> Self {
@@ -874,7 +883,13 @@ where
     }
 
     fn tensor(&mut self, pending: &PendingTensor) -> Result<StoredTensor, TorchFileError> {
-        let storage = (self.resolve)(&pending.storage)?;
+        let (storage, held) = match (self.resolve)(&pending.storage)? {
+            Storage::Read(data) => {
+                let held = data.len();
+                (data, held)
+            }
+            Storage::Unread(held) => (Arc::default(), held),
+        };
         let itemsize = pending.storage.dtype.itemsize();
         // The view must stay inside the storage's declared numel (whose bytes `resolve` has
         // checked are all present).
@@ -882,15 +897,13 @@ where
             .storage
             .numel
             .checked_mul(itemsize)
-            .filter(|&bytes| bytes <= storage.len())
+            .filter(|&bytes| bytes <= held)
             .ok_or_else(|| {
                 TorchFileError::malformed(
                     self.path,
                     format!(
                         "storage `{}` declares {} elements but holds {} bytes",
-                        pending.storage.key,
-                        pending.storage.numel,
-                        storage.len()
+                        pending.storage.key, pending.storage.numel, held
                     ),
                 )
             })?;
@@ -914,6 +927,7 @@ where
             offset: pending.offset,
             storage,
             requires_grad: pending.requires_grad,
+            storage_key: pending.storage.key.clone(),
         })
     }
 }
@@ -946,7 +960,7 @@ impl Pickled {
 
     /// The root as a value without tensors (for the small header pickles of legacy files).
     pub(crate) fn plain_value(&self, path: &Path) -> Result<Value, TorchFileError> {
-        let no_storage = |storage: &StorageRef| {
+        let no_storage = |storage: &StorageRef| -> Result<Storage, TorchFileError> {
             Err(TorchFileError::malformed(
                 path,
                 format!("unexpected storage `{}` in a header pickle", storage.key),

@@ -123,6 +123,8 @@ pub struct StoredTensor {
     pub storage: Arc<Vec<u8>>,
     /// Whether torch recorded `requires_grad` (true for saved latent tensors).
     pub requires_grad: bool,
+    /// The key of the storage in its file (`data/<key>`), to tell shared storages apart.
+    pub(crate) storage_key: String,
 }
 
 impl fmt::Debug for StoredTensor {
@@ -456,6 +458,7 @@ mod tests {
             offset,
             storage: Arc::new(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
             requires_grad: false,
+            storage_key: String::new(),
         }
     }
 
@@ -531,6 +534,7 @@ mod tests {
                     .collect(),
             ),
             requires_grad: false,
+            storage_key: String::new(),
         };
         assert_eq!(t.to_i64_vec().unwrap(), vec![-1, 0, 1 << 40]);
         assert_eq!(

@@ -1099,3 +1099,32 @@ fn header_reader_refuses_short_storages_and_bad_views() {
         assert!(read_tensor_f32(&short).is_err(), "length {len}");
     }
 }
+
+/// A checkpoint's headers are those of its full reading; a storage entry too short for its
+/// tensor is refused without reading it.
+#[test]
+fn checkpoint_headers_match_the_full_reading() {
+    for name in ["model.pth.tar", "legacy.pt"] {
+        let path = fixture(name);
+        let full = read_checkpoint(&path).unwrap();
+        let headers = read_checkpoint_header(&path).unwrap();
+        assert_eq!(
+            (headers.epoch, &headers.name),
+            (full.epoch, &full.name),
+            "{name}"
+        );
+        let want: Vec<(String, TensorHeader)> = full
+            .state_dict
+            .iter()
+            .map(|(key, tensor)| (key.clone(), tensor.header()))
+            .collect();
+        assert_eq!(headers.state_dict, want, "{name}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.pth.tar");
+    std::fs::write(&short, tensor_zip(&spec(), &f32_bytes(&[0.0; 5]))).unwrap();
+    assert_contains(
+        &read_checkpoint_header(&short).unwrap_err().to_string(),
+        "storage `0` needs 6 float32 elements (24 bytes) but its entry holds 20 bytes",
+    );
+}
