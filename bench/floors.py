@@ -14,10 +14,12 @@
   its RSS just before them (the memory the forward passes themselves need: activations; None when
   the peak was reached earlier), and, for the model-load bound, the time of building the network
   (ClinicaDL's constructor runs the convolutions once on a zero input to size the first linear
-  layer) and of torch.load + load_state_dict of the checkpoint.
+  layer) and of torch.load + load_state_dict of the checkpoint; and a floor of any model load:
+  allocating and first touching as much fresh memory as the checkpoint holds (torch.zeros, torch's
+  default thread count), measured first, before the process has memory to reuse.
 
 Writes a JSON object: n, read_s, forward_s, forward_cpu_s, forward_extra_peak_kb,
-checkpoint_load_s, network_build_s, threads, torch.
+checkpoint_load_s, network_build_s, fresh_memory_s, fresh_memory_bytes, threads, torch.
 """
 import argparse
 import json
@@ -48,6 +50,12 @@ def main(argv):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", type=pathlib.Path, required=True)
     args = p.parse_args(argv)
+
+    fresh_bytes = args.checkpoint.stat().st_size
+    started = time.perf_counter()
+    fresh = torch.zeros(fresh_bytes // 4)
+    fresh_s = time.perf_counter() - started
+    del fresh
 
     files = [line for line in args.files.read_text().splitlines() if line]
     started = time.perf_counter()
@@ -84,6 +92,8 @@ def main(argv):
         "forward_extra_peak_kb": max(0, peak - rss_before) if peak > rss_before else None,
         "checkpoint_load_s": load_s,
         "network_build_s": build_s,
+        "fresh_memory_s": fresh_s,
+        "fresh_memory_bytes": fresh_bytes,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }

@@ -53,33 +53,6 @@ pub struct EngineOptions {
     pub micro_batch: Option<usize>,
 }
 
-/// The forward pass of a batch, computed `chunk` elements at a time when given.
-fn forward_in_chunks(
-    network: &Network,
-    input: &Tensor,
-    chunk: Option<usize>,
-) -> Result<Forward, tch::TchError> {
-    let n = input.size().first().copied().unwrap_or(0);
-    let Some(chunk) = chunk.map(|c| c.max(1) as i64).filter(|&c| c < n) else {
-        return network.forward_full(input);
-    };
-    let mut parts = Vec::new();
-    for start in (0..n).step_by(chunk as usize) {
-        parts.push(network.forward_full(&input.f_narrow(0, start, chunk.min(n - start))?)?);
-    }
-    let cat = |get: &dyn Fn(&Forward) -> Option<&Tensor>| -> Result<Option<Tensor>, tch::TchError> {
-        let tensors: Option<Vec<&Tensor>> = parts.iter().map(get).collect();
-        tensors.map(|t| Tensor::f_cat(&t, 0)).transpose()
-    };
-    let output = cat(&|f| Some(&f.output))?
-        .unwrap_or_else(|| Tensor::empty([0], (Kind::Float, Device::Cpu)));
-    Ok(Forward {
-        output,
-        mu: cat(&|f| f.mu.as_ref())?,
-        logvar: cat(&|f| f.logvar.as_ref())?,
-    })
-}
-
 /// What one pass over the dataset gives.
 #[derive(Debug)]
 pub struct InferenceOutput {
@@ -93,12 +66,7 @@ pub struct InferenceOutput {
     pub forward_time: std::time::Duration,
 }
 
-fn batch_targets(dataset: &Dataset, batch: &Batch, task: Task) -> Result<Tensor> {
-    let labels: Vec<Label> = batch
-        .elements
-        .iter()
-        .map(|e| dataset.sessions[e.session].label)
-        .collect();
+fn batch_targets(labels: &[Label], task: Task) -> Result<Tensor> {
     Ok(match task {
         Task::Classification => {
             let codes: Vec<i64> = labels
@@ -136,7 +104,39 @@ fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
     )?)
 }
 
+/// One step of the forward pass: consecutive elements of a batch (all of it, or a micro-batch),
+/// their input on the device and what the network gave.
+struct Step {
+    batch: Batch,
+    input: Tensor,
+    forward: Forward,
+}
+
+/// What a run accumulates, batch after batch.
+struct Totals {
+    rows: Vec<Row>,
+    losses: Vec<(String, f32)>,
+    forward_time: std::time::Duration,
+}
+
+/// Concatenates one tensor of every step along the batch axis (no copy for a single step).
+fn cat_steps(
+    steps: &[Step],
+    get: impl Fn(&Step) -> Option<&Tensor>,
+) -> Result<Option<Tensor>, tch::TchError> {
+    let tensors: Option<Vec<&Tensor>> = steps.iter().map(get).collect();
+    match tensors.as_deref() {
+        None => Ok(None),
+        Some([one]) => Ok(Some(one.shallow_clone())),
+        Some(all) => Tensor::f_cat(all, 0).map(Some),
+    }
+}
+
 /// Runs `network` over every element of `dataset`; `saver` writes the save options' files.
+///
+/// Elements go through the network `micro_batch` at a time when set (the first forward pass
+/// starts as soon as its first element is read), while losses and rows follow the batches of
+/// `batch_size`, as in ClinicaDL.
 pub fn run_inference(
     dataset: &Dataset,
     network: &Network,
@@ -146,13 +146,19 @@ pub fn run_inference(
     progress: &mut Progress,
 ) -> Result<InferenceOutput> {
     let _guard = tch::no_grad_guard();
-    let mut rows = Vec::with_capacity(dataset.len());
-    let mut losses: Vec<(String, f32)> = Vec::new();
-    let mut forward_time = std::time::Duration::ZERO;
+    let mut totals = Totals {
+        rows: Vec::with_capacity(dataset.len()),
+        losses: Vec::new(),
+        forward_time: std::time::Duration::ZERO,
+    };
     let mut shape: Vec<i64> = vec![0];
     shape.extend(dataset.element_shape.iter().map(|&d| d as i64));
-    let element_len: usize = dataset.element_shape.iter().product();
-    let notes = for_each_batch(dataset, options.batch_size, options.n_proc, |batch| {
+    let step_size = options.micro_batch.map_or(options.batch_size, |m| {
+        m.clamp(1, options.batch_size.max(1))
+    });
+    let mut steps: Vec<Step> = Vec::new();
+    let mut pending = 0;
+    let notes = for_each_batch(dataset, step_size, options.n_proc, |batch| {
         let n = batch.elements.len();
         shape[0] = n as i64;
         let started = std::time::Instant::now();
@@ -167,135 +173,198 @@ pub fn run_inference(
                 false,
             )?
         };
-        let (forward, batch_losses) = tch::autocast(options.amp, || -> Result<_> {
-            let mut forward = forward_in_chunks(network, &input, options.micro_batch)
-                .context("the forward pass failed")?;
-            forward.output = forward.output.f_to_kind(Kind::Float)?;
-            let batch_losses: Vec<(String, f32)> = match &options.criterion {
-                Criterion::Supervised(loss) if options.use_labels => {
-                    let target = batch_targets(dataset, &batch, options.task)?
-                        .f_to_device(options.device)?;
-                    let value = loss
-                        .compute(&forward.output, &target)
-                        .context("the loss computation failed")?;
-                    vec![(
-                        "loss".to_owned(),
-                        value.f_to_kind(Kind::Float)?.f_double_value(&[])? as f32,
-                    )]
-                }
-                Criterion::Supervised(_) => Vec::new(),
-                Criterion::Reconstruction(name) => network
-                    .reconstruction_loss(&forward, &input, name, maps)
-                    .context("the loss computation failed")?
-                    .into_iter()
-                    .map(|(k, v)| Ok((k, v.f_to_kind(Kind::Float)?.f_double_value(&[])? as f32)))
-                    .collect::<Result<_>>()?,
-            };
-            Ok((forward, batch_losses))
-        })?;
-        if !batch_losses.is_empty() {
-            accumulate(&mut losses, batch_losses);
+        let forward = tch::autocast(options.amp, || network.forward_full(&input))
+            .context("the forward pass failed")?;
+        totals.forward_time += started.elapsed();
+        steps.push(Step {
+            batch,
+            input,
+            forward,
+        });
+        pending += n;
+        if pending >= options.batch_size {
+            finish_batch(
+                std::mem::take(&mut steps),
+                dataset,
+                network,
+                maps,
+                options,
+                saver,
+                &mut totals,
+            )?;
+            progress.advance(pending as u64);
+            pending = 0;
         }
-        let output = forward.output.f_to_device(Device::Cpu)?;
-        forward_time += started.elapsed();
-        let values = to_vec(&output)?;
-        let width = values.len() / n.max(1);
-        if values.len() != n * width
-            || (options.task == Task::Reconstruction && width != element_len)
-        {
-            bail!(
-                "the network returned {} values for a batch of {n} elements",
-                values.len()
-            );
-        }
-        let probabilities = match options.task {
-            Task::Classification => Some(to_vec(&output.f_softmax(1, Kind::Float)?)?),
-            _ => None,
-        };
-        let latents = match (saver.is_some_and(|s| s.latent), network.latent(&forward)) {
-            (true, Some(latent)) => Some(to_vec(&latent)?),
-            _ => None,
-        };
-        for (i, element) in batch.elements.iter().enumerate() {
-            let session = &dataset.sessions[element.session];
-            let out = &values[i * width..(i + 1) * width];
-            let values = match options.task {
-                Task::Classification => RowValues::Classification {
-                    true_label: if let Label::Class(c) = session.label {
-                        c
-                    } else {
-                        -1
-                    },
-                    predicted_label: first_argmax(out) as i64,
-                    probabilities: probabilities
-                        .as_ref()
-                        .map(|p| {
-                            p[i * width..(i + 1) * width]
-                                .iter()
-                                .map(|&v| f64::from(v))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                },
-                Task::Regression => RowValues::Regression {
-                    true_label: if let Label::Value(v) = session.label {
-                        Some(f64::from(v))
-                    } else {
-                        None
-                    },
-                    predicted_label: f64::from(out[0]),
-                },
-                Task::Reconstruction => {
-                    let x = &batch.data[i * element_len..(i + 1) * element_len];
-                    let (mae, rmse, psnr) = crate::metrics::reconstruction_mae_rmse_psnr(x, out)
-                        .with_context(|| {
-                            format!(
-                                "({} | {}): {} {}",
-                                session.participant_id,
-                                session.session_id,
-                                dataset.mode.name(),
-                                element.element_id
-                            )
-                        })?;
-                    let similarity = ssim(
-                        &input.f_select(0, i as i64)?.f_to_kind(Kind::Float)?,
-                        &forward.output.f_select(0, i as i64)?,
-                    )?;
-                    RowValues::Reconstruction {
-                        mae,
-                        rmse,
-                        psnr,
-                        ssim: similarity,
-                    }
-                }
-            };
-            if let Some(saver) = saver.filter(|s| s.any()) {
-                let latent_width = latents.as_ref().map_or(0, |l| l.len() / n.max(1));
-                saver.save(&SavedElement {
-                    session,
-                    element_id: element.element_id,
-                    input: &batch.data[i * element_len..(i + 1) * element_len],
-                    output: out,
-                    shape: &dataset.element_shape,
-                    latent: latents
-                        .as_ref()
-                        .map(|l| &l[i * latent_width..(i + 1) * latent_width]),
-                })?;
-            }
-            rows.push(Row {
-                participant_id: session.participant_id.clone(),
-                session_id: session.session_id.clone(),
-                element_id: element.element_id,
-                values,
-            });
-        }
-        progress.advance(n as u64);
         Ok(())
     })?;
+    if !steps.is_empty() {
+        finish_batch(steps, dataset, network, maps, options, saver, &mut totals)?;
+        progress.advance(pending as u64);
+    }
     Ok(InferenceOutput {
-        rows,
-        losses,
+        rows: totals.rows,
+        losses: totals.losses,
         notes,
-        forward_time,
+        forward_time: totals.forward_time,
     })
+}
+
+/// The losses and rows of one batch, from the forward passes of its steps.
+fn finish_batch(
+    steps: Vec<Step>,
+    dataset: &Dataset,
+    network: &Network,
+    maps: &MapsJson,
+    options: &EngineOptions,
+    saver: Option<&Saver>,
+    totals: &mut Totals,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let element_len: usize = dataset.element_shape.iter().product();
+    let n: usize = steps.iter().map(|s| s.batch.elements.len()).sum();
+    let elements: Vec<_> = steps
+        .iter()
+        .flat_map(|s| s.batch.elements.iter().zip(0..))
+        .collect();
+    let forward = Forward {
+        output: cat_steps(&steps, |s| Some(&s.forward.output))?
+            .context("a batch without a forward pass")?
+            .f_to_kind(Kind::Float)?,
+        mu: cat_steps(&steps, |s| s.forward.mu.as_ref())?,
+        logvar: cat_steps(&steps, |s| s.forward.logvar.as_ref())?,
+    };
+    // Inputs are needed again only to compare reconstructions with them.
+    let input = match options.task {
+        Task::Reconstruction => cat_steps(&steps, |s| Some(&s.input))?,
+        _ => None,
+    };
+    let batch_losses = tch::autocast(options.amp, || -> Result<Vec<(String, f32)>> {
+        Ok(match &options.criterion {
+            Criterion::Supervised(loss) if options.use_labels => {
+                let labels: Vec<Label> = elements
+                    .iter()
+                    .map(|(e, _)| dataset.sessions[e.session].label)
+                    .collect();
+                let target = batch_targets(&labels, options.task)?.f_to_device(options.device)?;
+                let value = loss
+                    .compute(&forward.output, &target)
+                    .context("the loss computation failed")?;
+                vec![(
+                    "loss".to_owned(),
+                    value.f_to_kind(Kind::Float)?.f_double_value(&[])? as f32,
+                )]
+            }
+            Criterion::Supervised(_) => Vec::new(),
+            Criterion::Reconstruction(name) => network
+                .reconstruction_loss(
+                    &forward,
+                    input.as_ref().context("reconstruction without its input")?,
+                    name,
+                    maps,
+                )
+                .context("the loss computation failed")?
+                .into_iter()
+                .map(|(k, v)| Ok((k, v.f_to_kind(Kind::Float)?.f_double_value(&[])? as f32)))
+                .collect::<Result<_>>()?,
+        })
+    })?;
+    if !batch_losses.is_empty() {
+        accumulate(&mut totals.losses, batch_losses);
+    }
+    let output = forward.output.f_to_device(Device::Cpu)?;
+    totals.forward_time += started.elapsed();
+    let values = to_vec(&output)?;
+    let width = values.len() / n.max(1);
+    if values.len() != n * width || (options.task == Task::Reconstruction && width != element_len) {
+        bail!(
+            "the network returned {} values for a batch of {n} elements",
+            values.len()
+        );
+    }
+    let probabilities = match options.task {
+        Task::Classification => Some(to_vec(&output.f_softmax(1, Kind::Float)?)?),
+        _ => None,
+    };
+    let latents = match (saver.is_some_and(|s| s.latent), network.latent(&forward)) {
+        (true, Some(latent)) => Some(to_vec(&latent)?),
+        _ => None,
+    };
+    let steps_of: Vec<&Step> = steps
+        .iter()
+        .flat_map(|s| std::iter::repeat_n(s, s.batch.elements.len()))
+        .collect();
+    for (i, ((element, j), step)) in elements.iter().zip(&steps_of).enumerate() {
+        let session = &dataset.sessions[element.session];
+        let out = &values[i * width..(i + 1) * width];
+        let x = &step.batch.data[j * element_len..(j + 1) * element_len];
+        let values = match options.task {
+            Task::Classification => RowValues::Classification {
+                true_label: if let Label::Class(c) = session.label {
+                    c
+                } else {
+                    -1
+                },
+                predicted_label: first_argmax(out) as i64,
+                probabilities: probabilities
+                    .as_ref()
+                    .map(|p| {
+                        p[i * width..(i + 1) * width]
+                            .iter()
+                            .map(|&v| f64::from(v))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            Task::Regression => RowValues::Regression {
+                true_label: if let Label::Value(v) = session.label {
+                    Some(f64::from(v))
+                } else {
+                    None
+                },
+                predicted_label: f64::from(out[0]),
+            },
+            Task::Reconstruction => {
+                let (mae, rmse, psnr) = crate::metrics::reconstruction_mae_rmse_psnr(x, out)
+                    .with_context(|| {
+                        format!(
+                            "({} | {}): {} {}",
+                            session.participant_id,
+                            session.session_id,
+                            dataset.mode.name(),
+                            element.element_id
+                        )
+                    })?;
+                let similarity = ssim(
+                    &step.input.f_select(0, *j as i64)?.f_to_kind(Kind::Float)?,
+                    &forward.output.f_select(0, i as i64)?,
+                )?;
+                RowValues::Reconstruction {
+                    mae,
+                    rmse,
+                    psnr,
+                    ssim: similarity,
+                }
+            }
+        };
+        if let Some(saver) = saver.filter(|s| s.any()) {
+            let latent_width = latents.as_ref().map_or(0, |l| l.len() / n.max(1));
+            saver.save(&SavedElement {
+                session,
+                element_id: element.element_id,
+                input: x,
+                output: out,
+                shape: &dataset.element_shape,
+                latent: latents
+                    .as_ref()
+                    .map(|l| &l[i * latent_width..(i + 1) * latent_width]),
+            })?;
+        }
+        totals.rows.push(Row {
+            participant_id: session.participant_id.clone(),
+            session_id: session.session_id.clone(),
+            element_id: element.element_id,
+            values,
+        });
+    }
+    Ok(())
 }
