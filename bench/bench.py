@@ -125,6 +125,19 @@ def parse_gnu_time(text):
     return out
 
 
+def settle(folder, pause=3.0, timeout=120.0):
+    """Waits until no process of an earlier run on `folder` is left (ClinicaDL's DataLoader workers
+    outlive its main process while they tear down gigabytes), then `pause` seconds more, so that a
+    run does not pay for the previous one's exit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True).stdout.split()
+        if not [pid for pid in left if int(pid) != os.getpid()]:
+            break
+        time.sleep(0.5)
+    time.sleep(pause)
+
+
 def measure(cmd, cwd, log_path, env=None, sample=True):
     """Run cmd under /usr/bin/time -v; returns wall (perf_counter), GNU time figures, tree peaks."""
     time_file = log_path.with_suffix(".time")
@@ -331,11 +344,13 @@ def run_workload(w, args, py):
               "--batch_size", "8", "-np", "2"]
     clean_group(maps, "bench_cdl")
     log(f"{w['name']}: clinicadl predict")
+    settle(folder)
     w["cdl"] = measure([args.clinicadl_venv / "bin" / "clinicadl", "predict", maps, "bench_cdl", *common],
                        folder, log_dir / "clinicadl.log")
     log(f"{w['name']}: clinicadl predict: {w['cdl']['wall_s']:.1f} s, exit {w['cdl']['rc']}")
     clean_group(maps, "bench_rs")
     log(f"{w['name']}: clinicadl-rs predict")
+    settle(folder)
     w["rs"] = measure([args.bin, "-v", "predict", maps, "bench_rs", *common], folder, log_dir / "clinicadl-rs.log")
     w["rs"]["forward_s"], w["rs"]["forward_elements"] = forward_seconds(log_dir / "clinicadl-rs.log")
     log(f"{w['name']}: clinicadl-rs predict: {w['rs']['wall_s']:.1f} s, exit {w['rs']['rc']}")

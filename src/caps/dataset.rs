@@ -391,10 +391,17 @@ impl Dataset {
                 }
             }
         };
-        parallel_map(&files, threads, check)
+        let started = std::time::Instant::now();
+        let problems: Vec<String> = parallel_map(&files, threads, check)
             .into_iter()
             .flatten()
-            .collect()
+            .collect();
+        crate::ui::debug(&format!(
+            "tensor files checked: {} in {:.1} ms ({threads} threads)",
+            files.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        ));
+        problems
     }
 
     /// The dataset of one network of a multi-network MAPS: element `index` of every session.
