@@ -48,6 +48,11 @@ pub fn predict(args: &cli::PredictArgs) -> Result<()> {
         return output::plan::print_plan(&config, std::io::stdout().lock());
     }
     let _lock = maps::lock::GroupLock::acquire(maps, &args.data_group)?;
+    let started = std::time::Instant::now();
     let config = config::resolve(args)?;
+    ui::debug(&format!(
+        "checks: {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    ));
     predict::execute(&config)
 }

@@ -18,6 +18,11 @@ fn main() -> ExitCode {
         }
     };
     ui::set_verbose(cli.verbose);
+    if let Some(ms) = ms_since_process_start() {
+        ui::debug(&format!(
+            "start-up: {ms} ms (process start to engine ready)"
+        ));
+    }
     let result = match &cli.command {
         Command::Predict(args) => clinicadl_rs::predict(args),
     };
@@ -30,4 +35,22 @@ fn main() -> ExitCode {
             ExitCode::from(code as u8)
         }
     }
+}
+
+/// Milliseconds since this process started (the `clinicadl-rs` command, which execs the engine:
+/// loading libtorch is included), from `/proc` (10 ms resolution); `None` where unavailable.
+fn ms_since_process_start() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let start_ticks: f64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // /proc counts in USER_HZ, 100 on Linux.
+    let elapsed = uptime - start_ticks / 100.0;
+    (elapsed >= 0.0).then(|| (elapsed * 1000.0).round() as u64)
 }
