@@ -561,3 +561,31 @@ fn count_element_files(image: &Path, fragment: &str) -> usize {
         .filter(|e| e.file_name().to_string_lossy().contains(fragment))
         .count()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_problem_lists_are_cut_and_counted() {
+        let problems: Vec<String> = (0..25).map(|i| format!("problem {i}")).collect();
+        let text = bullet_list(&problems);
+        assert_eq!(text.lines().count(), MAX_LISTED_PROBLEMS + 1);
+        assert!(text.starts_with("  * problem 0\n  * problem 1\n"));
+        assert!(text.ends_with("  * problem 19\n  * … and 5 more"), "{text}");
+        assert_eq!(bullet_list(&problems[..2]), "  * problem 0\n  * problem 1");
+        assert_eq!(count_problems(1), "1 problem");
+        assert_eq!(count_problems(3), "3 problems");
+    }
+
+    #[test]
+    fn parallel_map_keeps_the_order_of_its_items() {
+        let items: Vec<usize> = (0..1000).collect();
+        for threads in [0, 1, 3, 64] {
+            let squares = parallel_map(&items, threads, |&i| i * i);
+            assert_eq!(squares, items.iter().map(|i| i * i).collect::<Vec<_>>());
+        }
+        assert!(parallel_map(&[] as &[usize], 4, |&i| i).is_empty());
+    }
+}
