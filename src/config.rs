@@ -476,9 +476,14 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
         let (caps, dataset) = match same_data {
             Some(run) => (run.caps.clone(), run.dataset.clone()),
             None => {
-                let data_path = layout
-                    .group_definition_dir(&args.data_group, split)
-                    .join("data.tsv");
+                // Messages name where the sessions come from: the given participants TSV for
+                // a group being defined, else the group's own definition.
+                let data_path = match (&group_action, &args.participants_tsv) {
+                    (GroupAction::Write { .. }, Some(tsv)) => tsv.clone(),
+                    _ => layout
+                        .group_definition_dir(&args.data_group, split)
+                        .join("data.tsv"),
+                };
                 let options = DatasetOptions {
                     use_labels,
                     label: label.as_deref(),
