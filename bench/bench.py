@@ -626,7 +626,7 @@ def report(info, ws, one, help_t, st, args):
     add("")
     add("Model load: the `DEBUG: model loaded` line of clinicadl-rs, from opening the checkpoint to the network "
         "ready on its device (reading the pickle, reading every parameter into its tensor, folding batch norms). "
-        "The up-front checks read only the checkpoint's pickle and entry sizes, not its values.")
+        "The up-front checks read the checkpoint's values through to check their CRC-32s, without keeping them.")
     add("")
     add("## Targets (reported, not enforced)")
     add("")

@@ -591,15 +591,16 @@ pub fn load_network(maps: &MapsJson, checkpoint: &Path, device: Device) -> Resul
 }
 
 /// Checks that the checkpoint decodes and fits the network of `maps.json` (every key, every
-/// shape, every storage entry big enough) from its headers, without reading its values nor
-/// creating the network's tensors.
+/// shape, every storage entry big enough) from its headers, and that its values are intact
+/// (CRC-32s), without keeping them nor creating the network's tensors.
 pub fn check_checkpoint(maps: &MapsJson, checkpoint: &Path) -> Result<()> {
     let spec = spec(maps)?;
-    let headers = crate::torchfile::read_checkpoint_header(checkpoint)
-        .with_context(|| format!("cannot load the checkpoint `{}`", checkpoint.display()))?;
+    let context = || format!("cannot load the checkpoint `{}`", checkpoint.display());
+    let headers = crate::torchfile::read_checkpoint_header(checkpoint).with_context(context)?;
     let sd = StateDict::check_only(headers, checkpoint);
     build(maps, &spec, &sd);
-    sd.finish(&maps.architecture)
+    sd.finish(&maps.architecture)?;
+    crate::torchfile::verify_storages(checkpoint).with_context(context)
 }
 
 fn build(maps: &MapsJson, spec: &Spec, sd: &StateDict) -> Network {

@@ -167,6 +167,46 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
         })
     }
 
+    /// Reads every storage entry through (into a small reused buffer), which checks its CRC-32
+    /// where the zip records one: the values are intact, without keeping them.
+    pub(crate) fn verify_storages(&mut self) -> Result<(), TorchFileError> {
+        let path = self.path;
+        let data_prefix = format!("{}data/", self.prefix);
+        let entries: Vec<String> = self
+            .archive
+            .file_names()
+            .filter_map(Result::ok)
+            .filter(|name| name.starts_with(&data_prefix))
+            .map(|name| name.into_owned())
+            .collect();
+        let mut buffer = vec![0u8; 1 << 20];
+        for entry in entries {
+            stored_entry_size(&self.archive, &entry, path)?;
+            let mut reader = open_entry(&mut self.archive, &entry, path)?;
+            loop {
+                match reader.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(source) if source.kind() == std::io::ErrorKind::InvalidData => {
+                        return Err(TorchFileError::malformed(
+                            path,
+                            format!(
+                                "the values of entry `{entry}` are damaged ({source}: their CRC-32 does not match the one the zip records); restore the file from a copy"
+                            ),
+                        ));
+                    }
+                    Err(source) => {
+                        return Err(TorchFileError::malformed(
+                            path,
+                            format!("cannot read entry `{entry}`: {source}"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The saved tensor's values when it is a float32 tensor filling its whole storage in C
     /// order (how `torch.save` writes a fresh tensor): read from the file straight into the
     /// returned buffer. `None` for any other content, which [`TorchZip::into_value`] handles.

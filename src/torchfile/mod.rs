@@ -269,6 +269,17 @@ pub fn read_checkpoint_header(path: &Path) -> Result<Checkpoint<TensorHeader>, T
     })
 }
 
+/// Checks that the values of every tensor of a torch file are intact: each storage entry is read
+/// through (nothing kept) and its CRC-32 compared where the zip records one (zip files; legacy
+/// files, which have no checksums, are read whole). With [`read_checkpoint_header`], everything a
+/// full reading would check, without its memory.
+pub fn verify_storages(path: &Path) -> Result<(), TorchFileError> {
+    match open(path)? {
+        Opened::Zip(mut zip) => zip.verify_storages(),
+        Opened::Legacy(bytes) => legacy::read_legacy(&bytes, path).map(|_| ()),
+    }
+}
+
 /// Like [`read_checkpoint_header`], with, for each tensor that owns a whole storage entry in C
 /// order (how `torch.save` writes a state_dict), where its values lie in the file.
 pub fn read_checkpoint_layout(

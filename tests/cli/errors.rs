@@ -808,3 +808,37 @@ fn all_problems_are_reported_at_once() {
         ],
     );
 }
+
+/// Corrupted values in a checkpoint (a flipped byte inside its largest parameter) are caught by
+/// the up-front checks (CRC-32), before anything is written.
+#[test]
+fn corrupted_checkpoint_values_are_caught_up_front() {
+    expect_failure(
+        |d| {
+            let path = d.join("maps/split-1/best-BA/model.pth.tar");
+            let mut bytes = std::fs::read(&path).unwrap();
+            let (start, size) = {
+                let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).unwrap();
+                let mut largest = (0, 0);
+                for i in 0..archive.len() {
+                    let entry = archive.by_index_raw(i).unwrap();
+                    if entry.name().unwrap().contains("/data/") && entry.size() > largest.1 {
+                        largest = (entry.data_start().unwrap(), entry.size());
+                    }
+                }
+                largest
+            };
+            assert!(size > 0);
+            bytes[(start + size / 2) as usize] ^= 0x10;
+            std::fs::write(&path, bytes).unwrap();
+        },
+        None,
+        &[],
+        1,
+        &[
+            "cannot load the checkpoint `",
+            "split-1/best-BA/model.pth.tar",
+            "are damaged (Invalid checksum: their CRC-32 does not match the one the zip records); restore the file from a copy",
+        ],
+    );
+}
