@@ -110,6 +110,11 @@ impl Progress {
         }
     }
 
+    /// Items done so far.
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
     /// Ends the bar (or nothing for plain output).
     pub fn finish(self) {
         if let Some(bar) = self.bar {

@@ -392,10 +392,17 @@ impl Dataset {
             }
         };
         let started = std::time::Instant::now();
-        let problems: Vec<String> = parallel_map(&files, threads, check)
+        // Large cohorts on network file systems take a while: show it.
+        let mut progress = (files.len() >= PROGRESS_FROM_FILES).then(|| {
+            crate::ui::Progress::new("checking tensor files", "files", files.len() as u64)
+        });
+        let problems: Vec<String> = parallel_map(&files, threads, check, progress.as_mut())
             .into_iter()
             .flatten()
             .collect();
+        if let Some(progress) = progress {
+            progress.finish();
+        }
         crate::ui::debug(&format!(
             "tensor files checked: {} in {:.1} ms ({threads} threads)",
             files.len(),
@@ -466,6 +473,9 @@ impl Dataset {
     }
 }
 
+/// Checks of at least this many tensor files show their progress.
+const PROGRESS_FROM_FILES: usize = 1000;
+
 /// Most problems listed in one message; the rest are counted.
 const MAX_LISTED_PROBLEMS: usize = 20;
 
@@ -490,31 +500,43 @@ pub fn bullet_list(problems: &[String]) -> String {
     lines.join("\n")
 }
 
-/// `f` over `items` on up to `threads` threads, results in the order of `items`.
+/// `f` over `items` on up to `threads` threads, results in the order of `items`; `progress`,
+/// when given, advances as items are done.
 fn parallel_map<T: Sync, U: Send>(
     items: &[T],
     threads: usize,
     f: impl Fn(&T) -> U + Sync,
+    progress: Option<&mut crate::ui::Progress>,
 ) -> Vec<U> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let threads = threads.clamp(1, 16).min(items.len().max(1));
-    if threads == 1 {
-        return items.iter().map(f).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
     let mut results: Vec<(usize, U)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut done = Vec::new();
+                    let mut mine = Vec::new();
                     loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(item) = items.get(i) else { break };
-                        done.push((i, f(item)));
+                        mine.push((i, f(item)));
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
-                    done
+                    mine
                 })
             })
             .collect();
+        if let Some(progress) = progress {
+            let mut shown = 0;
+            while workers.iter().any(|w| !w.is_finished()) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let now = done.load(Ordering::Relaxed);
+                progress.advance((now - shown) as u64);
+                shown = now;
+            }
+            progress.advance((done.load(Ordering::Relaxed) - shown) as u64);
+        }
         workers
             .into_iter()
             .flat_map(|w| {
@@ -583,9 +605,13 @@ mod tests {
     fn parallel_map_keeps_the_order_of_its_items() {
         let items: Vec<usize> = (0..1000).collect();
         for threads in [0, 1, 3, 64] {
-            let squares = parallel_map(&items, threads, |&i| i * i);
+            let squares = parallel_map(&items, threads, |&i| i * i, None);
             assert_eq!(squares, items.iter().map(|i| i * i).collect::<Vec<_>>());
         }
-        assert!(parallel_map(&[] as &[usize], 4, |&i| i).is_empty());
+        assert!(parallel_map(&[] as &[usize], 4, |&i| i, None).is_empty());
+        let mut progress = crate::ui::Progress::new("test", "items", 1000);
+        let doubled = parallel_map(&items, 2, |&i| 2 * i, Some(&mut progress));
+        assert_eq!(doubled[999], 1998);
+        assert_eq!(progress.done(), 1000);
     }
 }
