@@ -70,7 +70,7 @@ impl StateDict {
     /// from the file when every tensor owns a whole entry (what `torch.save` writes), else from
     /// the checkpoint decoded whole.
     pub fn open(path: &Path, device: Device) -> Result<Self> {
-        let context = || format!("cannot load the checkpoint `{}`", path.display());
+        let context = || "cannot load the checkpoint";
         let layout = crate::torchfile::read_checkpoint_layout(path).with_context(context)?;
         let spans: Option<BTreeMap<String, (DType, FileSpan)>> = layout
             .state_dict

@@ -836,7 +836,7 @@ fn corrupted_checkpoint_values_are_caught_up_front() {
         &[],
         1,
         &[
-            "cannot load the checkpoint `",
+            "cannot load the checkpoint: `",
             "split-1/best-BA/model.pth.tar",
             "are damaged (Invalid checksum: their CRC-32 does not match the one the zip records); restore the file from a copy",
         ],
