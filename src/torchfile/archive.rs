@@ -109,10 +109,13 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
 
     /// The saved object with every tensor's header checked against the size of its storage
     /// entry, whose bytes are not read: the tensors' storages are empty (for headers only).
-    /// Also gives where each storage's bytes lie in the file, by storage key.
+    /// With `spans`, also where each storage's bytes lie in the file, by storage key (an extra
+    /// read of each entry's local header).
     pub(crate) fn header_value(
         &mut self,
+        spans: bool,
     ) -> Result<(Value, HashMap<String, FileSpan>), TorchFileError> {
+        let wanted = spans;
         let path = self.path;
         let limit = self.limit as u64;
         let (archive, prefix) = (&mut self.archive, &self.prefix);
@@ -124,7 +127,7 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
             if size < needed as u64 {
                 return Err(storage_too_short(storage, needed, size, path));
             }
-            if !spans.contains_key(&storage.key) {
+            if wanted && !spans.contains_key(&storage.key) {
                 let index = archive.index_for_name(&entry).unwrap_or_default();
                 let zip_error = |source| TorchFileError::Zip {
                     path: path.to_path_buf(),
@@ -161,7 +164,7 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
     /// The header of the saved tensor (see [`TorchZip::header_value`]); `None` when the saved
     /// object is not a bare tensor.
     pub(crate) fn root_header(&mut self) -> Result<Option<TensorHeader>, TorchFileError> {
-        Ok(match self.header_value()?.0 {
+        Ok(match self.header_value(false)?.0 {
             Value::Tensor(tensor) => Some(tensor.header()),
             _ => None,
         })
@@ -213,26 +216,17 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
     pub(crate) fn read_dense_f32(
         &mut self,
     ) -> Result<Option<(TensorHeader, Vec<f32>)>, TorchFileError> {
-        let Some(header) = self.root_header()? else {
+        let (Value::Tensor(tensor), spans) = self.header_value(true)? else {
             return Ok(None);
         };
-        let Some((storage, _)) = self.pickled.root_tensor() else {
-            return Ok(None);
-        };
-        let numel = header.numel();
-        let dense = header.dtype == DType::F32
-            && header.offset == 0
-            && storage.numel == numel
-            && header.is_c_contiguous();
-        if !dense {
+        if tensor.dtype != DType::F32 || tensor.filled_span(&spans).is_none() {
             return Ok(None);
         }
+        let header = tensor.header();
         let path = self.path;
-        let entry = storage_entry(&self.archive, &self.prefix, storage, path)?;
+        let entry = format!("{}data/{}", self.prefix, tensor.storage_key);
+        let numel = header.numel();
         let bytes = numel * 4;
-        if stored_entry_size(&self.archive, &entry, path)? != bytes as u64 {
-            return Ok(None);
-        }
         let mut values: Vec<f32> = Vec::new();
         values.try_reserve_exact(numel).map_err(|_| {
             TorchFileError::malformed(

@@ -1,7 +1,8 @@
 //! PyTorch `torch.save` files (`.pt`, `.pth.tar`) read and written without executing pickle code
 //! (formats.md §1). This file owns the public API: the [`Value`] tree a file decodes to, the
 //! entry points [`read`], [`read_tensor`], [`read_tensor_header`] (dtype and shape only, for
-//! checking files cheaply), [`read_checkpoint_header`] (the same for checkpoints),
+//! checking files cheaply), [`read_checkpoint_header`] (the same for checkpoints, values
+//! checked against their CRC-32s), [`read_checkpoint_layout`] (where parameters lie in the file),
 //! [`read_tensor_f32`] (a tensor's values, straight from the file in
 //! the common case) and [`read_checkpoint`] (ClinicaDL's `model.pth.tar`), and the re-exported
 //! writer. The zip container lives in `archive.rs`, the legacy format in
@@ -254,10 +255,11 @@ pub struct FileSpan {
 }
 
 /// Reads what a checkpoint holds (keys, dtypes, shapes, metadata) with every tensor checked
-/// against the size of its storage, without reading the storages (zip files; legacy files are
-/// read whole): a cheap check that a checkpoint fits a network.
+/// against the size of its storage, and checks that the values are intact (each storage entry
+/// read through, nothing kept, its CRC-32 compared where the zip records one; legacy files,
+/// which have none, are read whole): everything a full reading checks, without its memory.
 pub fn read_checkpoint_header(path: &Path) -> Result<Checkpoint<TensorHeader>, TorchFileError> {
-    let layout = read_checkpoint_layout(path)?;
+    let layout = checkpoint_layout(path, true)?;
     Ok(Checkpoint {
         state_dict: layout
             .state_dict
@@ -269,24 +271,26 @@ pub fn read_checkpoint_header(path: &Path) -> Result<Checkpoint<TensorHeader>, T
     })
 }
 
-/// Checks that the values of every tensor of a torch file are intact: each storage entry is read
-/// through (nothing kept) and its CRC-32 compared where the zip records one (zip files; legacy
-/// files, which have no checksums, are read whole). With [`read_checkpoint_header`], everything a
-/// full reading would check, without its memory.
-pub fn verify_storages(path: &Path) -> Result<(), TorchFileError> {
-    match open(path)? {
-        Opened::Zip(mut zip) => zip.verify_storages(),
-        Opened::Legacy(bytes) => legacy::read_legacy(&bytes, path).map(|_| ()),
-    }
-}
-
-/// Like [`read_checkpoint_header`], with, for each tensor that owns a whole storage entry in C
-/// order (how `torch.save` writes a state_dict), where its values lie in the file.
+/// What a checkpoint holds (keys, dtypes, shapes, metadata; values not read) with, for each
+/// tensor that alone fills a whole storage entry in C order (how `torch.save` writes a
+/// state_dict), where its values lie in the file.
 pub fn read_checkpoint_layout(
     path: &Path,
 ) -> Result<Checkpoint<(TensorHeader, Option<FileSpan>)>, TorchFileError> {
+    checkpoint_layout(path, false)
+}
+
+fn checkpoint_layout(
+    path: &Path,
+    verify: bool,
+) -> Result<Checkpoint<(TensorHeader, Option<FileSpan>)>, TorchFileError> {
     let (value, spans) = match open(path)? {
-        Opened::Zip(mut zip) => zip.header_value()?,
+        Opened::Zip(mut zip) => {
+            if verify {
+                zip.verify_storages()?;
+            }
+            zip.header_value(true)?
+        }
         Opened::Legacy(bytes) => (legacy::read_legacy(&bytes, path)?, Default::default()),
     };
     let checkpoint = checkpoint_from_value(value, path)?;
@@ -298,15 +302,9 @@ pub fn read_checkpoint_layout(
         .state_dict
         .iter()
         .map(|(key, tensor)| {
-            let span = spans.get(&tensor.storage_key).copied().filter(|span| {
-                users.get(tensor.storage_key.as_str()) == Some(&1)
-                    && tensor.offset == 0
-                    && tensor.is_c_contiguous()
-                    && tensor
-                        .numel()
-                        .checked_mul(tensor.dtype.itemsize())
-                        .is_some_and(|bytes| bytes as u64 == span.len)
-            });
+            let span = tensor
+                .filled_span(&spans)
+                .filter(|_| users.get(tensor.storage_key.as_str()) == Some(&1));
             (key.clone(), (tensor.header(), span))
         })
         .collect();

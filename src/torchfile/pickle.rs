@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::Value;
 use super::error::TorchFileError;
-use super::tensor::{DType, StoredTensor, TensorHeader, check_view};
+use super::tensor::{DType, StoredTensor, check_view};
 
 /// Most items the stack may hold at once.
 const MAX_STACK: usize = 1 << 20;
@@ -939,23 +939,6 @@ impl Pickled {
             Node::Storage(storage) => Some(storage),
             _ => None,
         })
-    }
-
-    /// The root's storage and header when the root is a tensor (its storage not fetched).
-    pub(crate) fn root_tensor(&self) -> Option<(&StorageRef, TensorHeader)> {
-        match self.arena.get(self.root) {
-            Some(Node::Tensor(pending)) => Some((
-                &pending.storage,
-                TensorHeader {
-                    dtype: pending.storage.dtype,
-                    shape: pending.shape.clone(),
-                    strides: pending.strides.clone(),
-                    offset: pending.offset,
-                    requires_grad: pending.requires_grad,
-                },
-            )),
-            _ => None,
-        }
     }
 
     /// The root as a value without tensors (for the small header pickles of legacy files).

@@ -219,6 +219,18 @@ impl StoredTensor {
         is_c_contiguous(&self.shape, &self.strides)
     }
 
+    /// The span of this tensor's storage in its file (from `spans`, by storage key) when the
+    /// tensor fills it exactly, in C order from its first byte: its values can then be read
+    /// straight from the file.
+    pub(crate) fn filled_span(
+        &self,
+        spans: &std::collections::HashMap<String, super::FileSpan>,
+    ) -> Option<super::FileSpan> {
+        let span = spans.get(&self.storage_key).copied()?;
+        let bytes = self.numel().checked_mul(self.dtype.itemsize())?;
+        (self.offset == 0 && self.is_c_contiguous() && bytes as u64 == span.len).then_some(span)
+    }
+
     /// The little-endian bytes of the view when it is C-contiguous (no copy), else `None`.
     pub fn contiguous_bytes(&self) -> Option<&[u8]> {
         if !self.is_c_contiguous() {
