@@ -295,11 +295,8 @@ impl Problems {
             [one] => bail!("{one}"),
             all => bail!(
                 "{} found before anything was written:\n{}",
-                crate::caps::dataset::count_problems(all.len()),
-                all.iter()
-                    .map(|p| format!("  * {}", p.replace('\n', "\n    ")))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                crate::ui::count_problems(all.len()),
+                crate::ui::bullet_list(all)
             ),
         }
     }

@@ -122,3 +122,54 @@ impl Progress {
         }
     }
 }
+
+/// Most problems listed in one message; the rest are counted.
+const MAX_LISTED_PROBLEMS: usize = 20;
+
+/// "1 problem", "3 problems".
+pub fn count_problems(n: usize) -> String {
+    format!("{n} problem{}", if n == 1 { "" } else { "s" })
+}
+
+/// The problems as an indented bullet list (a problem's own lines indented under it), the
+/// first [`MAX_LISTED_PROBLEMS`] of them, then how many more.
+pub fn bullet_list(problems: &[String]) -> String {
+    let mut lines: Vec<String> = problems
+        .iter()
+        .take(MAX_LISTED_PROBLEMS)
+        .map(|p| format!("  * {}", p.replace('\n', "\n    ")))
+        .collect();
+    if problems.len() > MAX_LISTED_PROBLEMS {
+        lines.push(format!(
+            "  * … and {} more",
+            problems.len() - MAX_LISTED_PROBLEMS
+        ));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_problem_lists_are_cut_and_counted() {
+        let problems: Vec<String> = (0..25).map(|i| format!("problem {i}")).collect();
+        let text = bullet_list(&problems);
+        assert_eq!(text.lines().count(), MAX_LISTED_PROBLEMS + 1);
+        assert!(text.starts_with("  * problem 0\n  * problem 1\n"));
+        assert!(text.ends_with("  * problem 19\n  * … and 5 more"), "{text}");
+        assert_eq!(bullet_list(&problems[..2]), "  * problem 0\n  * problem 1");
+        assert_eq!(count_problems(1), "1 problem");
+        assert_eq!(count_problems(3), "3 problems");
+    }
+
+    #[test]
+    fn a_problem_with_its_own_list_is_indented_under_its_bullet() {
+        let problems = vec!["two problems:\n  * a\n  * b".to_owned(), "c".to_owned()];
+        assert_eq!(
+            bullet_list(&problems),
+            "  * two problems:\n      * a\n      * b\n  * c"
+        );
+    }
+}

@@ -251,31 +251,6 @@ impl Dataset {
             _ => Extraction::Image,
         };
         let selected: Vec<usize> = (0..extraction.count()).collect();
-        if extraction_known {
-            for session in &sessions {
-                let files: Vec<PathBuf> = if extraction.prepare_dl() {
-                    selected
-                        .iter()
-                        .map(|&i| extraction.element_file(&session.image_path, i))
-                        .collect()
-                } else {
-                    vec![session.image_path.clone()]
-                };
-                let hint = if extraction.prepare_dl() {
-                    maps.mode.name()
-                } else {
-                    "image"
-                };
-                for file in files.iter().filter(|f| !f.is_file()) {
-                    problems.push(format!(
-                        "({} | {}): tensor `{}` does not exist (run `clinicadl prepare-data {hint}` on this CAPS)",
-                        session.participant_id,
-                        session.session_id,
-                        file.display()
-                    ));
-                }
-            }
-        }
         let transforms = Transforms::new(
             maps.normalize,
             maps.size_reduction,
@@ -297,13 +272,13 @@ impl Dataset {
         if !problems.is_empty() {
             bail!(
                 "{} with the sessions of `{}` (CAPS `{}`):\n{}",
-                count_problems(problems.len()),
+                crate::ui::count_problems(problems.len()),
                 data_path.display(),
                 caps.iter()
                     .map(|(_, p)| p.display().to_string())
                     .collect::<Vec<_>>()
                     .join("`, `"),
-                bullet_list(&problems)
+                crate::ui::bullet_list(&problems)
             );
         }
         if dataset.sessions.is_empty() {
@@ -317,8 +292,8 @@ impl Dataset {
         Ok(dataset)
     }
 
-    /// Every tensor file the run will read: readable, floating point, and of the shape the
-    /// model expects (after the transforms), or, for elements cut from whole images, of the
+    /// Every tensor file the run will read: present, readable, floating point, and of the shape
+    /// the model expects (after the transforms), or, for elements cut from whole images, of the
     /// first session's shape. Only headers are read, on up to `threads` threads. Returns one
     /// problem per faulty file.
     fn check_tensor_files(&self, threads: usize) -> Vec<String> {
@@ -342,11 +317,19 @@ impl Dataset {
             _ => None,
         };
         let check = |(index, position, file): &(usize, Option<usize>, PathBuf)| -> Option<String> {
-            if !file.is_file() {
-                return None; // reported as missing
-            }
             let session = &self.sessions[*index];
             let at = format!("({} | {})", session.participant_id, session.session_id);
+            if !file.is_file() {
+                let hint = if self.extraction.prepare_dl() {
+                    self.mode.name()
+                } else {
+                    "image"
+                };
+                return Some(format!(
+                    "{at}: tensor `{}` does not exist (run `clinicadl prepare-data {hint}` on this CAPS)",
+                    file.display()
+                ));
+            }
             let header = match crate::torchfile::read_tensor_header(file) {
                 Ok(header) => header,
                 Err(error) => return Some(format!("{at}: {error}")),
@@ -373,23 +356,19 @@ impl Dataset {
                         self.mode.name()
                     ));
             }
-            {
-                {
-                    let transformed = self.transforms.output_shape(&header.shape);
-                    (transformed != self.element_shape).then(|| {
-                        format!(
-                            "{at}: {what} has shape {:?}{} but the model expects {:?} (maps.json `input_size`)",
-                            header.shape,
-                            if transformed == header.shape {
-                                String::new()
-                            } else {
-                                format!(" ({transformed:?} after the transforms)")
-                            },
-                            self.element_shape
-                        )
-                    })
-                }
-            }
+            let transformed = self.transforms.output_shape(&header.shape);
+            (transformed != self.element_shape).then(|| {
+                format!(
+                    "{at}: {what} has shape {:?}{} but the model expects {:?} (maps.json `input_size`)",
+                    header.shape,
+                    if transformed == header.shape {
+                        String::new()
+                    } else {
+                        format!(" ({transformed:?} after the transforms)")
+                    },
+                    self.element_shape
+                )
+            })
         };
         let started = std::time::Instant::now();
         // Large cohorts on network file systems take a while: show it.
@@ -475,30 +454,6 @@ impl Dataset {
 
 /// Checks of at least this many tensor files show their progress.
 const PROGRESS_FROM_FILES: usize = 1000;
-
-/// Most problems listed in one message; the rest are counted.
-const MAX_LISTED_PROBLEMS: usize = 20;
-
-/// "1 problem", "3 problems".
-pub fn count_problems(n: usize) -> String {
-    format!("{n} problem{}", if n == 1 { "" } else { "s" })
-}
-
-/// The problems as an indented bullet list, the first [`MAX_LISTED_PROBLEMS`] of them.
-pub fn bullet_list(problems: &[String]) -> String {
-    let mut lines: Vec<String> = problems
-        .iter()
-        .take(MAX_LISTED_PROBLEMS)
-        .map(|p| format!("  * {p}"))
-        .collect();
-    if problems.len() > MAX_LISTED_PROBLEMS {
-        lines.push(format!(
-            "  * … and {} more",
-            problems.len() - MAX_LISTED_PROBLEMS
-        ));
-    }
-    lines.join("\n")
-}
 
 /// `f` over `items` on up to `threads` threads, results in the order of `items`; `progress`,
 /// when given, advances as items are done.
@@ -588,18 +543,6 @@ fn count_element_files(image: &Path, fragment: &str) -> usize {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_problem_lists_are_cut_and_counted() {
-        let problems: Vec<String> = (0..25).map(|i| format!("problem {i}")).collect();
-        let text = bullet_list(&problems);
-        assert_eq!(text.lines().count(), MAX_LISTED_PROBLEMS + 1);
-        assert!(text.starts_with("  * problem 0\n  * problem 1\n"));
-        assert!(text.ends_with("  * problem 19\n  * … and 5 more"), "{text}");
-        assert_eq!(bullet_list(&problems[..2]), "  * problem 0\n  * problem 1");
-        assert_eq!(count_problems(1), "1 problem");
-        assert_eq!(count_problems(3), "3 problems");
-    }
 
     #[test]
     fn parallel_map_keeps_the_order_of_its_items() {
