@@ -10,7 +10,7 @@
 use anyhow::{Context, Result, bail};
 use tch::{Device, Kind, Tensor};
 
-use super::loader::{Batch, for_each_batch};
+use super::loader::{Batch, ElementRef, for_each_batch};
 use super::loss::Loss;
 use super::ssim::ssim;
 use crate::caps::dataset::{Dataset, Label};
@@ -222,9 +222,16 @@ fn finish_batch(
     let started = std::time::Instant::now();
     let element_len: usize = dataset.element_shape.iter().product();
     let n: usize = steps.iter().map(|s| s.batch.elements.len()).sum();
-    let elements: Vec<_> = steps
+    // Each element of the batch with its step and its position within that step.
+    let elements: Vec<(&Step, usize, &ElementRef)> = steps
         .iter()
-        .flat_map(|s| s.batch.elements.iter().zip(0..))
+        .flat_map(|s| {
+            s.batch
+                .elements
+                .iter()
+                .enumerate()
+                .map(move |(j, e)| (s, j, e))
+        })
         .collect();
     let forward = Forward {
         output: cat_steps(&steps, |s| Some(&s.forward.output))?
@@ -243,7 +250,7 @@ fn finish_batch(
             Criterion::Supervised(loss) if options.use_labels => {
                 let labels: Vec<Label> = elements
                     .iter()
-                    .map(|(e, _)| dataset.sessions[e.session].label)
+                    .map(|(_, _, e)| dataset.sessions[e.session].label)
                     .collect();
                 let target = batch_targets(&labels, options.task)?.f_to_device(options.device)?;
                 let value = loss
@@ -289,11 +296,7 @@ fn finish_batch(
         (true, Some(latent)) => Some(to_vec(&latent)?),
         _ => None,
     };
-    let steps_of: Vec<&Step> = steps
-        .iter()
-        .flat_map(|s| std::iter::repeat_n(s, s.batch.elements.len()))
-        .collect();
-    for (i, ((element, j), step)) in elements.iter().zip(&steps_of).enumerate() {
+    for (i, &(step, j, element)) in elements.iter().enumerate() {
         let session = &dataset.sessions[element.session];
         let out = &values[i * width..(i + 1) * width];
         let x = &step.batch.data[j * element_len..(j + 1) * element_len];
@@ -335,7 +338,7 @@ fn finish_batch(
                         )
                     })?;
                 let similarity = ssim(
-                    &step.input.f_select(0, *j as i64)?.f_to_kind(Kind::Float)?,
+                    &step.input.f_select(0, j as i64)?.f_to_kind(Kind::Float)?,
                     &forward.output.f_select(0, i as i64)?,
                 )?;
                 RowValues::Reconstruction {
