@@ -450,10 +450,9 @@ def file_events(trace):
 
 
 def strace_breakdown(w, args, repeats):
-    """Where a one-image clinicadl-rs run spends its time before the forward pass, from the
-    timestamps at which it opens its files (strace -e openat): start-up until it opens maps.json,
-    and for each opening of model.pth.tar the time until it opens its next file (the checkpoint is
-    decoded in between: once to check it, once to build the network). Best of `repeats`."""
+    """Start-up of a one-image clinicadl-rs run, from the timestamps at which it opens its files
+    (strace -e openat): process start until it opens maps.json, and the whole run. Best of
+    `repeats`."""
     strace = shutil.which("strace")
     if not strace:
         return {"error": "strace not found"}
@@ -475,15 +474,12 @@ def strace_breakdown(w, args, repeats):
         start = next((t for t, k, _ in ev if k == "execve"), None)
         cfg = next((t for t, k, p in ev if k == "open" and p.endswith("maps.json")), None)
         end = next((t for t, k, _ in ev if k == "exit"), None)
-        ckpt = [ev[j + 1][0] - t for j, (t, k, p) in enumerate(ev[:-1]) if k == "open" and p.endswith("model.pth.tar")]
-        if start is None or cfg is None or not ckpt:
+        if start is None or cfg is None:
             continue
-        runs.append({"startup_s": cfg - start, "checkpoint_s": ckpt, "total_s": (end or ev[-1][0]) - start})
+        runs.append({"startup_s": cfg - start, "total_s": (end or ev[-1][0]) - start})
     if not runs:
         return {"error": "no usable strace run"}
     return {"startup_s": min(r["startup_s"] for r in runs),
-            "checkpoint_s": [min(r["checkpoint_s"][j] for r in runs if len(r["checkpoint_s"]) > j)
-                             for j in range(max(len(r["checkpoint_s"]) for r in runs))],
             "total_s": min(r["total_s"] for r in runs), "repeats": len(runs), "seccomp_bpf": seccomp}
 
 
