@@ -675,8 +675,11 @@ def report(info, ws, one, help_t, st, args):
                 f"{v.get('label_mismatches', 0)} label mismatches{ties} | {verdict(v['ok'])} |")
     for w in ws:
         for level, v in w.get("metrics", {}).items():
+            tied = w.get("compare", {}).get(level, {}).get("ties")
+            why = (f" (the {tied} tie(s) above give different labels, so label-based metrics differ)"
+                   if tied and not v["ok"] else "")
             add(f"| {w['name']}: same {level}-level metrics (names and values rows, loss included), within 1e-4 "
-                f"(extra check) | {'same' if v['ok'] else 'different'} | {verdict(v['ok'])} |")
+                f"(extra check) | {'same' if v['ok'] else 'different'}{why} | {verdict(v['ok'])} |")
     add("")
     problems = [(w["name"], lvl, v["problems"]) for w in ws for lvl, v in w.get("compare", {}).items() if v["problems"]]
     problems += [(w["name"], lvl + " metrics", v["problems"]) for w in ws for lvl, v in w.get("metrics", {}).items() if v["problems"]]
