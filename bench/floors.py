@@ -14,9 +14,10 @@
   its RSS just before them (the memory the forward passes themselves need: activations; None when
   the peak was reached earlier), and, for the model-load bound, the time of building the network
   (ClinicaDL's constructor runs the convolutions once on a zero input to size the first linear
-  layer) and of torch.load + load_state_dict of the checkpoint; and a floor of any model load:
-  allocating and first touching as much fresh memory as the checkpoint holds (torch.zeros, torch's
-  default thread count), measured first, before the process has memory to reuse.
+  layer) and of torch.load + load_state_dict of the checkpoint; and a floor of any model load that
+  copies the values: allocating and first touching as much fresh memory as the checkpoint holds
+  (torch.zeros, torch's default thread count), measured first, before the process has memory to
+  reuse.
 
 Writes a JSON object: n, read_s, forward_s, forward_cpu_s, forward_extra_peak_kb,
 checkpoint_load_s, network_build_s, fresh_memory_s, fresh_memory_bytes, threads, torch.

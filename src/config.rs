@@ -5,6 +5,9 @@
 //! ClinicaDL: the checks of `clinicadl.predict.predict_cli.cli`, `MapsManager.__init__`,
 //! `MapsManager.predict` (up to the loop over splits) and `_check_data_group`.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use anyhow::{Context, Result, bail};
 use tch::Device;
 
@@ -23,6 +26,7 @@ use crate::networks::Family;
 use crate::networks::vae::VAE_LOSSES;
 use crate::predict::engine::{Criterion, EngineOptions};
 use crate::predict::loss::Loss;
+use crate::torchfile::FileStamp;
 
 /// What happens to the data group definition.
 #[derive(Debug, Clone)]
@@ -45,6 +49,8 @@ pub struct SplitRun {
     pub split: u32,
     /// Selection metrics to predict with (each has a checkpoint).
     pub selection_metrics: Vec<String>,
+    /// Their checkpoints, each with the stamp of the file as it was checked.
+    pub checkpoints: BTreeMap<PathBuf, FileStamp>,
     /// The group definition of this split.
     pub group: GroupDefinition,
     /// The checked dataset.
@@ -217,14 +223,15 @@ fn resolve_splits(
 
 /// Selection metrics of a split: `-sm` values, else `loss` (ClinicaDL 1.6.1's default with
 /// click ≥ 8.3); each must have its `best-<metric>` folder and checkpoint(s), decodable and
-/// fitting the network (the metrics that do not are problems).
+/// fitting the network (the metrics that do not are problems); returned with the checkpoints
+/// checked and their stamps.
 fn resolve_metrics(
     layout: &MapsLayout,
     maps: &MapsJson,
     split: u32,
     requested: &[String],
     problems: &mut Problems,
-) -> Vec<String> {
+) -> (Vec<String>, BTreeMap<PathBuf, FileStamp>) {
     let default = ["loss".to_owned()];
     let requested = if requested.is_empty() {
         &default[..]
@@ -233,6 +240,7 @@ fn resolve_metrics(
     };
     let available = layout.discover_selection_metrics(split).unwrap_or_default();
     let mut metrics: Vec<String> = Vec::new();
+    let mut checkpoints = BTreeMap::new();
     for metric in requested {
         if metrics.contains(metric) {
             continue;
@@ -263,13 +271,16 @@ fn resolve_metrics(
                 ));
                 continue;
             }
-            if let Err(error) = crate::networks::check_checkpoint(maps, &checkpoint) {
-                problems.push_error(&error);
+            match crate::networks::check_checkpoint(maps, &checkpoint) {
+                Ok(stamp) => {
+                    checkpoints.insert(checkpoint, stamp);
+                }
+                Err(error) => problems.push_error(&error),
             }
         }
         metrics.push(metric.clone());
     }
-    metrics
+    (metrics, checkpoints)
 }
 
 /// Problems found by the checks, reported together (each once, in the order found).
@@ -446,7 +457,7 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
     let use_labels = args.use_labels();
     let mut runs: Vec<SplitRun> = Vec::new();
     for split in splits {
-        let selection_metrics = resolve_metrics(
+        let (selection_metrics, checkpoints) = resolve_metrics(
             &layout,
             &maps,
             split,
@@ -513,6 +524,7 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
         runs.push(SplitRun {
             split,
             selection_metrics,
+            checkpoints,
             group,
             dataset,
             caps,

@@ -34,6 +34,7 @@ use tch::{Device, TchError, Tensor};
 
 use crate::maps::json::{MapsJson, Task};
 use crate::predict::loss::Loss;
+use crate::torchfile::FileStamp;
 use autoencoder::Autoencoder;
 use cnn::{Cnn, CnnKind};
 use layers::Dim;
@@ -575,10 +576,17 @@ pub fn spec(maps: &MapsJson) -> Result<Spec> {
 }
 
 /// Builds the network of `maps.json` and loads the checkpoint at `checkpoint` onto `device`.
-pub fn load_network(maps: &MapsJson, checkpoint: &Path, device: Device) -> Result<Network> {
+/// Its values are checked against their CRC-32s unless `checked` is the stamp that
+/// [`check_checkpoint`] returned and the file still has it.
+pub fn load_network(
+    maps: &MapsJson,
+    checkpoint: &Path,
+    device: Device,
+    checked: Option<&FileStamp>,
+) -> Result<Network> {
     let started = std::time::Instant::now();
     let spec = spec(maps)?;
-    let sd = StateDict::open(checkpoint, device)?;
+    let sd = StateDict::open(checkpoint, device, checked)?;
     let network = build(maps, &spec, &sd);
     sd.finish(&maps.architecture)?;
     crate::ui::debug(&format!(
@@ -592,15 +600,17 @@ pub fn load_network(maps: &MapsJson, checkpoint: &Path, device: Device) -> Resul
 
 /// Checks that the checkpoint decodes and fits the network of `maps.json` (every key, every
 /// shape, every storage entry big enough) from its headers, and that its values are intact
-/// (CRC-32s), without keeping them nor creating the network's tensors.
-pub fn check_checkpoint(maps: &MapsJson, checkpoint: &Path) -> Result<()> {
+/// (CRC-32s), without keeping them nor creating the network's tensors. Returns the stamp of the
+/// file checked, for [`load_network`].
+pub fn check_checkpoint(maps: &MapsJson, checkpoint: &Path) -> Result<FileStamp> {
     let spec = spec(maps)?;
     // The errors of `torchfile` name the file.
-    let headers = crate::torchfile::read_checkpoint_header(checkpoint)
+    let (headers, stamp) = crate::torchfile::read_checkpoint_header(checkpoint)
         .context("cannot load the checkpoint")?;
     let sd = StateDict::check_only(headers, checkpoint);
     build(maps, &spec, &sd);
-    sd.finish(&maps.architecture)
+    sd.finish(&maps.architecture)?;
+    Ok(stamp)
 }
 
 fn build(maps: &MapsJson, spec: &Spec, sd: &StateDict) -> Network {

@@ -80,8 +80,9 @@ fn check_case(dir: &Path) {
     let maps = read_maps(dir);
     check_architecture(&maps).unwrap();
     let checkpoint = dir.join("model.pth.tar");
-    check_checkpoint(&maps, &checkpoint).unwrap();
-    let network = load_network(&maps, &checkpoint, Device::Cpu).unwrap();
+    // As a prediction run does: checked once, then loaded without reading the values again.
+    let stamp = check_checkpoint(&maps, &checkpoint).unwrap();
+    let network = load_network(&maps, &checkpoint, Device::Cpu, Some(&stamp)).unwrap();
     assert_eq!(
         network.is_reconstruction(),
         maps.task == Task::Reconstruction
@@ -291,7 +292,7 @@ fn strict_loading_names_keys_and_shapes() {
     let checkpoint = dir.join("model.pth.tar");
     for error in [
         check_checkpoint(&maps, &checkpoint).unwrap_err(),
-        load_network(&maps, &checkpoint, Device::Cpu).unwrap_err(),
+        load_network(&maps, &checkpoint, Device::Cpu, None).unwrap_err(),
     ] {
         let text = format!("{error:#}");
         assert!(
@@ -331,7 +332,7 @@ fn loss_errors() {
     let _guard = tch::no_grad_guard();
     let dir = fixtures().join("vanilla3ddensevae");
     let maps = read_maps(&dir);
-    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu).unwrap();
+    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu, None).unwrap();
     let input = read_tensor(&dir.join("input.pt"));
     let forward = network.forward_full(&input).unwrap();
     let text = network
@@ -342,7 +343,7 @@ fn loss_errors() {
 
     let dir = fixtures().join("conv4_fc3_2d");
     let maps = read_maps(&dir);
-    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu).unwrap();
+    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu, None).unwrap();
     let input = read_tensor(&dir.join("input.pt"));
     let forward = network.forward_full(&input).unwrap();
     let text = network
@@ -353,7 +354,7 @@ fn loss_errors() {
 
     let dir = fixtures().join("ae_conv5_fc3_2d");
     let maps = read_maps(&dir);
-    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu).unwrap();
+    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu, None).unwrap();
     let input = read_tensor(&dir.join("input.pt"));
     let forward = network.forward_full(&input).unwrap();
     let text = network
@@ -368,12 +369,12 @@ fn forward_errors_are_errors() {
     // A wrongly shaped input is an error, not a panic.
     let dir = fixtures().join("ae_conv4_fc3_3d");
     let maps = read_maps(&dir);
-    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu).unwrap();
+    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu, None).unwrap();
     let bad = Tensor::zeros([1, 2, 8, 8, 8], (tch::Kind::Float, Device::Cpu));
     assert!(network.forward(&bad).is_err());
     let dir = fixtures().join("vanilla3ddensevae");
     let maps = read_maps(&dir);
-    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu).unwrap();
+    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu, None).unwrap();
     let bad = Tensor::zeros([1, 1, 16, 16, 16], (tch::Kind::Float, Device::Cpu));
     assert!(network.forward(&bad).is_err());
 }

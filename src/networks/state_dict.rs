@@ -3,36 +3,32 @@
 //! at once (PyTorch's `load_state_dict(strict=True)`, with better messages).
 //!
 //! Parameters come from one of three sources: the checkpoint's headers only (checking before a
-//! run), the file itself (each parameter read straight from its zip entry into its tensor, large
-//! ones on several threads: the tensor is the only large allocation), or a checkpoint decoded
-//! whole (legacy files and unusual layouts).
+//! run), the file mapped into memory (each parameter a view of its zip entry: nothing is copied
+//! and memory is only touched as the network reads it), or a checkpoint decoded whole (legacy
+//! files and unusual layouts).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use tch::{Device, Kind, Tensor};
 
-use crate::torchfile::{Checkpoint, DType, FileSpan, StoredTensor, TensorHeader};
+use crate::torchfile::{Checkpoint, DType, FileSpan, FileStamp, StoredTensor, TensorHeader};
 
-/// Bytes read at a time when a parameter is read from the file (small enough to stay in the
-/// cache between the read and the copy into the tensor: measured faster than larger chunks).
+/// Bytes copied out of the mapping at a time when checking a parameter's CRC-32.
 const CHUNK_BYTES: usize = 512 << 10;
-
-/// Parameters at least this large are read on several threads.
-const PARALLEL_BYTES: u64 = 16 << 20;
 
 /// Where the parameters' values come from.
 enum Source {
     /// Keys and shapes only: parameters are empty placeholders.
     HeadersOnly,
-    /// The checkpoint file: each tensor is read from its span when asked for.
-    File {
-        file: File,
+    /// The checkpoint file mapped into memory (privately: the file is never written), as bytes;
+    /// each tensor is a view of its span, its CRC-32 checked first when `verify`.
+    Mapped {
+        bytes: Tensor,
         spans: BTreeMap<String, (DType, FileSpan)>,
+        verify: bool,
     },
     /// A checkpoint decoded whole.
     Decoded(BTreeMap<String, StoredTensor>),
@@ -66,12 +62,15 @@ impl StateDict {
         }
     }
 
-    /// Opens the checkpoint at `path`; tensors are created on `device` when asked for, read
-    /// from the file when every tensor owns a whole entry (what `torch.save` writes), else from
-    /// the checkpoint decoded whole.
-    pub fn open(path: &Path, device: Device) -> Result<Self> {
+    /// Opens the checkpoint at `path`; tensors are created on `device` when asked for. When
+    /// every tensor owns a whole entry (what `torch.save` writes), the file is mapped into memory
+    /// and parameters are views of it, their values checked against their CRC-32s unless
+    /// `checked` is the file's stamp (the values were checked and the file is unchanged since);
+    /// else the checkpoint is decoded whole.
+    pub fn open(path: &Path, device: Device, checked: Option<&FileStamp>) -> Result<Self> {
         let context = || "cannot load the checkpoint";
-        let layout = crate::torchfile::read_checkpoint_layout(path).with_context(context)?;
+        let (layout, stamp) =
+            crate::torchfile::read_checkpoint_layout(path).with_context(context)?;
         let spans: Option<BTreeMap<String, (DType, FileSpan)>> = layout
             .state_dict
             .iter()
@@ -82,14 +81,41 @@ impl StateDict {
             .into_iter()
             .map(|(key, (header, _))| (key, header.shape))
             .collect();
-        match spans {
-            Some(spans) if cfg!(target_endian = "little") => {
-                let file = File::open(path)
-                    .with_context(|| format!("cannot read the checkpoint `{}`", path.display()))?;
+        // Mapping can fail where decoding does not (a file system without mmap, a path that is
+        // not UTF-8): the checkpoint is then decoded whole.
+        let mapped = match (&spans, path.to_str()) {
+            (Some(_), Some(name)) if cfg!(target_endian = "little") => {
+                match Tensor::f_from_file(name, false, stamp.len as i64, (Kind::Uint8, Device::Cpu))
+                {
+                    Ok(bytes) => Some(bytes),
+                    Err(error) => {
+                        crate::ui::debug(&format!(
+                            "cannot map `{}` into memory, decoding it instead: {error}",
+                            path.display()
+                        ));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        match (spans, mapped) {
+            (Some(spans), Some(bytes)) => {
+                if FileStamp::of(path).ok() != Some(stamp) {
+                    bail!(
+                        "the checkpoint `{}` changed while it was being read (is another program writing it?); run again once it is complete",
+                        path.display()
+                    );
+                }
+                let verify = checked != Some(&stamp);
                 Ok(StateDict::with(
                     path,
                     shapes,
-                    Source::File { file, spans },
+                    Source::Mapped {
+                        bytes,
+                        spans,
+                        verify,
+                    },
                     device,
                 ))
             }
@@ -165,9 +191,19 @@ impl StateDict {
         let error = |e: &dyn std::fmt::Display| format!("key `{key}`: {e}");
         let tensor = match &self.source {
             Source::HeadersOnly => return Ok(Tensor::empty([0], (Kind::Float, Device::Cpu))),
-            Source::File { file, spans } => {
+            Source::Mapped {
+                bytes,
+                spans,
+                verify,
+            } => {
                 let (dtype, span) = spans.get(key).ok_or_else(|| error(&"not in the file"))?;
-                read_span(file, *dtype, *span, shape, PARALLEL_BYTES).map_err(|e| error(&e))?
+                let raw = bytes
+                    .f_narrow(0, span.start as i64, span.len as i64)
+                    .map_err(|e| error(&e))?;
+                if *verify {
+                    check_crc32(&raw, span.crc32).map_err(|e| error(&e))?;
+                }
+                tensor_from_bytes(raw, *dtype, shape).map_err(|e| error(&e))?
             }
             Source::Decoded(tensors) => {
                 let stored = tensors.get(key).ok_or_else(|| error(&"not decoded"))?;
@@ -225,94 +261,55 @@ fn kind_of(dtype: DType) -> Kind {
     }
 }
 
-/// The float32 tensor of `shape` whose values (of `dtype`, C order, little-endian) lie at
-/// `span` in `file`. Float32 values are read in chunks straight into the tensor, on several
-/// threads from `parallel_from` bytes; others are read whole and converted. The CRC-32 is
-/// checked when the zip records one.
-fn read_span(
-    file: &File,
-    dtype: DType,
-    span: FileSpan,
-    shape: &[i64],
-    parallel_from: u64,
-) -> Result<Tensor, String> {
-    let itemsize = dtype.itemsize() as u64;
-    let numel = span.len / itemsize;
-    let tch_error = |e: tch::TchError| e.to_string();
-    let io_error = |e: std::io::Error| format!("cannot read its values: {e}");
-    let (tensor, crc) = if dtype != DType::F32 {
-        let mut bytes = vec![0u8; usize::try_from(span.len).map_err(|e| e.to_string())?];
-        file.read_exact_at(&mut bytes, span.start)
-            .map_err(io_error)?;
-        let tensor = Tensor::f_from_data_size(&bytes, shape, kind_of(dtype))
-            .and_then(|t| t.f_to_kind(Kind::Float))
-            .map_err(tch_error)?;
-        (tensor, crc32fast::hash(&bytes))
-    } else {
-        let tensor = Tensor::f_empty(shape, (Kind::Float, Device::Cpu)).map_err(tch_error)?;
-        let flat = tensor.f_view([-1]).map_err(tch_error)?;
-        let threads = if span.len >= parallel_from {
-            std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) as u64
-        } else {
-            1
-        };
-        let per_thread = numel.div_ceil(threads);
-        // Reads elements [first, last) into `view` (the tensor, flattened).
-        let read_part =
-            |view: Tensor, first: u64, last: u64| -> Result<crc32fast::Hasher, String> {
-                let mut hasher = crc32fast::Hasher::new();
-                let chunk = (CHUNK_BYTES as u64 / 4).min(last - first) as usize;
-                let mut buffer = vec![0u8; chunk * 4];
-                let mut at = first;
-                while at < last {
-                    let n = chunk.min((last - at) as usize);
-                    let bytes = &mut buffer[..n * 4];
-                    file.read_exact_at(bytes, span.start + at * 4)
-                        .map_err(io_error)?;
-                    hasher.update(bytes);
-                    let values = Tensor::f_from_data_size(bytes, &[n as i64], Kind::Float)
-                        .map_err(tch_error)?;
-                    view.f_narrow(0, at as i64, n as i64)
-                        .and_then(|mut part| part.f_copy_(&values))
-                        .map_err(tch_error)?;
-                    at += n as u64;
-                }
-                Ok(hasher)
-            };
-        let parts: Vec<Result<crc32fast::Hasher, String>> = if threads == 1 {
-            vec![read_part(flat, 0, numel)]
-        } else {
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = (0..threads)
-                    .map(|part| {
-                        let view = flat.shallow_clone();
-                        let first = (part * per_thread).min(numel);
-                        let last = (first + per_thread).min(numel);
-                        scope.spawn(move || read_part(view, first, last))
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .map(|w| {
-                        w.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
-            })
-        };
-        let mut crc = crc32fast::Hasher::new();
-        for part in parts {
-            crc.combine(&part?);
+/// The float32 tensor of `shape` whose values (of `dtype`, C order, little-endian) are `bytes`
+/// (a 1-D byte tensor): a view of them when they are float32 and aligned for it, else a converted
+/// copy.
+fn tensor_from_bytes(bytes: Tensor, dtype: DType, shape: &[i64]) -> Result<Tensor, tch::TchError> {
+    let kind = kind_of(dtype);
+    // Viewing bytes as wider values needs their offset aligned to the value's size (`torch.save`
+    // aligns every entry to 64 bytes); others are copied to fresh memory first.
+    let typed = match bytes.f_view_dtype(kind) {
+        Ok(typed) => typed,
+        Err(_) => {
+            let mut fresh = Tensor::f_empty(bytes.size(), (Kind::Uint8, Device::Cpu))?;
+            fresh.f_copy_(&bytes)?;
+            fresh.f_view_dtype(kind)?
         }
-        (tensor, crc.finalize())
     };
-    if span.crc32 != 0 && crc != span.crc32 {
+    let typed = typed.f_view(shape)?;
+    if dtype == DType::F32 {
+        Ok(typed)
+    } else {
+        typed.f_to_kind(Kind::Float)
+    }
+}
+
+/// Checks the CRC-32 of `bytes` (a 1-D byte tensor) against the one the zip records (0: none).
+fn check_crc32(bytes: &Tensor, recorded: u32) -> Result<(), String> {
+    if recorded == 0 {
+        return Ok(());
+    }
+    let len = bytes.size()[0];
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buffer = vec![0u8; CHUNK_BYTES.min(len as usize)];
+    let mut at = 0;
+    while at < len {
+        let n = (CHUNK_BYTES as i64).min(len - at);
+        let chunk = &mut buffer[..n as usize];
+        bytes
+            .f_narrow(0, at, n)
+            .and_then(|part| part.f_copy_data_u8(chunk, n as usize))
+            .map_err(|e| e.to_string())?;
+        hasher.update(chunk);
+        at += n;
+    }
+    let crc = hasher.finalize();
+    if crc != recorded {
         return Err(format!(
-            "its values are corrupt (CRC-32 {crc:08x}, the zip records {:08x})",
-            span.crc32
+            "its values are corrupt (CRC-32 {crc:08x}, the zip records {recorded:08x})"
         ));
     }
-    Ok(tensor)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -330,31 +327,29 @@ mod tests {
         Vec::<f32>::try_from(tensor.flatten(0, -1)).unwrap()
     }
 
-    /// Tensors read from their file spans (on one thread, or split across threads) hold the
-    /// values of the decoded checkpoint, bit for bit, with and without recorded CRC-32s.
+    fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    /// Parameters viewed in the mapped file hold the values of the decoded checkpoint, bit for
+    /// bit, with and without recorded CRC-32s, checked or not.
     #[test]
-    fn file_spans_give_the_decoded_values() {
+    fn mapped_parameters_are_the_decoded_values() {
         for name in ["model.pth.tar", "model_no_crc32.pth.tar"] {
             let path = fixture(name);
-            let layout = crate::torchfile::read_checkpoint_layout(&path).unwrap();
             let decoded = crate::torchfile::read_checkpoint(&path).unwrap();
-            let file = File::open(&path).unwrap();
-            assert_eq!(layout.state_dict.len(), decoded.state_dict.len());
-            for ((key, (header, span)), (_, stored)) in
-                layout.state_dict.iter().zip(&decoded.state_dict)
-            {
-                let span = span.unwrap_or_else(|| panic!("{name}: {key} has no span"));
-                let shape: Vec<i64> = header.shape.iter().map(|&d| d as i64).collect();
-                let want = stored.to_f32_vec().unwrap();
-                for parallel_from in [0, u64::MAX] {
-                    let got = read_span(&file, header.dtype, span, &shape, parallel_from).unwrap();
+            let stamp = FileStamp::of(&path).unwrap();
+            for checked in [None, Some(&stamp)] {
+                let sd = StateDict::open(&path, Device::Cpu, checked).unwrap();
+                assert!(
+                    matches!(sd.source, Source::Mapped { verify, .. } if verify == checked.is_none())
+                );
+                for (key, stored) in &decoded.state_dict {
+                    let shape: Vec<i64> = stored.shape.iter().map(|&d| d as i64).collect();
+                    let got = sd.fetch(key, &shape).unwrap();
                     assert_eq!(got.size(), shape, "{name}: {key}");
-                    let got = values(&got);
-                    assert_eq!(got.len(), want.len());
                     assert!(
-                        got.iter()
-                            .zip(&want)
-                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        same_bits(&values(&got), &stored.to_f32_vec().unwrap()),
                         "{name}: {key}"
                     );
                 }
@@ -362,13 +357,36 @@ mod tests {
         }
     }
 
-    /// A flipped byte in a parameter's values is caught by the entry's CRC-32.
+    /// Bytes at an offset that float32 values cannot be viewed at are copied first; other dtypes
+    /// are converted to float32.
+    #[test]
+    fn unaligned_and_other_dtypes_are_converted() {
+        let want = [1.5f32, -2.25, 3.0e-7, f32::MAX];
+        let mut raw = vec![0u8];
+        raw.extend(want.iter().flat_map(|v| v.to_le_bytes()));
+        let bytes = Tensor::from_slice(&raw).narrow(0, 1, 16);
+        let got = tensor_from_bytes(bytes, DType::F32, &[2, 2]).unwrap();
+        assert_eq!(got.size(), [2, 2]);
+        assert!(same_bits(&values(&got), &want));
+
+        let doubles: Vec<u8> = [0.5f64, -4.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let got = tensor_from_bytes(Tensor::from_slice(&doubles), DType::F64, &[2]).unwrap();
+        assert_eq!(got.kind(), Kind::Float);
+        assert_eq!(values(&got), [0.5, -4.0]);
+    }
+
+    /// A flipped byte in a parameter's values is caught by the entry's CRC-32, unless the file
+    /// carries the stamp its values were checked with (then they are not read again).
     #[test]
     fn corrupt_values_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.pth.tar");
         std::fs::copy(fixture("model.pth.tar"), &path).unwrap();
-        let layout = crate::torchfile::read_checkpoint_layout(&path).unwrap();
+        let checked_before = FileStamp::of(&path).unwrap();
+        let (layout, _) = crate::torchfile::read_checkpoint_layout(&path).unwrap();
         let (_, (_, span)) = layout
             .state_dict
             .iter()
@@ -377,14 +395,21 @@ mod tests {
         let span = span.unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[span.start as usize + 1] ^= 0x40;
+        std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&path, bytes).unwrap();
-        let sd = StateDict::open(&path, Device::Cpu).unwrap();
-        let message = sd.fetch("3.weight", &[3, 2]).unwrap_err();
-        assert!(
-            message.starts_with("key `3.weight`: its values are corrupt (CRC-32 "),
-            "{message}"
-        );
-        // The other parameters are intact.
-        assert!(sd.fetch("3.bias", &[3]).is_ok());
+        // Not checked, or checked before the file changed: the values are checked now.
+        for checked in [None, Some(&checked_before)] {
+            let sd = StateDict::open(&path, Device::Cpu, checked).unwrap();
+            let message = sd.fetch("3.weight", &[3, 2]).unwrap_err();
+            assert!(
+                message.starts_with("key `3.weight`: its values are corrupt (CRC-32 "),
+                "{message}"
+            );
+            // The other parameters are intact.
+            assert!(sd.fetch("3.bias", &[3]).is_ok());
+        }
+        let unchanged = FileStamp::of(&path).unwrap();
+        let sd = StateDict::open(&path, Device::Cpu, Some(&unchanged)).unwrap();
+        assert!(sd.fetch("3.weight", &[3, 2]).is_ok());
     }
 }

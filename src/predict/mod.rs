@@ -103,7 +103,12 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
             run.split,
             checkpoint_abs.display()
         ));
-        let model = crate::networks::load_network(maps, &checkpoint, config.engine.device)?;
+        let model = crate::networks::load_network(
+            maps,
+            &checkpoint,
+            config.engine.device,
+            run.checkpoints.get(&checkpoint),
+        )?;
         let restricted;
         let dataset = match network {
             Some(n) => {

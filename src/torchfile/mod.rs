@@ -139,12 +139,14 @@ fn format_of(start: &[u8], origin: &Path) -> Result<Format, TorchFileError> {
 
 /// Opens a torch file: a zip archive is read in place, a legacy file whole.
 fn open(path: &Path) -> Result<Opened<'_>, TorchFileError> {
+    open_stamped(path).map(|(opened, _)| opened)
+}
+
+/// [`open`], with the stamp of the file opened.
+fn open_stamped(path: &Path) -> Result<(Opened<'_>, FileStamp), TorchFileError> {
     let mut file = File::open(path).map_err(io_error(path, "read the file"))?;
-    let len = file
-        .metadata()
-        .map_err(io_error(path, "read the file"))?
-        .len();
-    let len = usize::try_from(len)
+    let stamp = FileStamp::from(&file.metadata().map_err(io_error(path, "read the file"))?);
+    let len = usize::try_from(stamp.len)
         .map_err(|_| TorchFileError::malformed(path, "file is larger than memory can address"))?;
     let mut bytes = Vec::new();
     (&mut file)
@@ -155,16 +157,15 @@ fn open(path: &Path) -> Result<Opened<'_>, TorchFileError> {
         Format::Zip => {
             use std::io::Seek;
             file.rewind().map_err(io_error(path, "read the file"))?;
-            Ok(Opened::Zip(archive::TorchZip::open(
-                BufReader::new(file),
-                len,
-                path,
-            )?))
+            Ok((
+                Opened::Zip(archive::TorchZip::open(BufReader::new(file), len, path)?),
+                stamp,
+            ))
         }
         Format::Legacy => {
             file.read_to_end(&mut bytes)
                 .map_err(io_error(path, "read the file"))?;
-            Ok(Opened::Legacy(bytes))
+            Ok((Opened::Legacy(bytes), stamp))
         }
     }
 }
@@ -254,13 +255,49 @@ pub struct FileSpan {
     pub crc32: u32,
 }
 
+/// What tells whether a file changed between two moments without reading it: its device, inode,
+/// size and last modification and status-change times (all of which a write or a replacement
+/// changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    device: u64,
+    inode: u64,
+    /// Size in bytes.
+    pub len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of the file at `path` now.
+    pub fn of(path: &Path) -> std::io::Result<Self> {
+        std::fs::metadata(path).map(|metadata| FileStamp::from(&metadata))
+    }
+}
+
+impl From<&std::fs::Metadata> for FileStamp {
+    fn from(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            len: metadata.len(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+}
+
 /// Reads what a checkpoint holds (keys, dtypes, shapes, metadata) with every tensor checked
 /// against the size of its storage, and checks that the values are intact (each storage entry
 /// read through, nothing kept, its CRC-32 compared where the zip records one; legacy files,
-/// which have none, are read whole): everything a full reading checks, without its memory.
-pub fn read_checkpoint_header(path: &Path) -> Result<Checkpoint<TensorHeader>, TorchFileError> {
-    let layout = checkpoint_layout(path, true)?;
-    Ok(Checkpoint {
+/// which have none, are read whole): everything a full reading checks, without its memory. The
+/// stamp is the file's as it was opened: while the file keeps it, its values are the ones checked.
+pub fn read_checkpoint_header(
+    path: &Path,
+) -> Result<(Checkpoint<TensorHeader>, FileStamp), TorchFileError> {
+    let (layout, stamp) = checkpoint_layout(path, true)?;
+    let headers = Checkpoint {
         state_dict: layout
             .state_dict
             .into_iter()
@@ -268,23 +305,24 @@ pub fn read_checkpoint_header(path: &Path) -> Result<Checkpoint<TensorHeader>, T
             .collect(),
         epoch: layout.epoch,
         name: layout.name,
-    })
+    };
+    Ok((headers, stamp))
 }
 
 /// What a checkpoint holds (keys, dtypes, shapes, metadata; values not read) with, for each
 /// tensor that alone fills a whole storage entry in C order (how `torch.save` writes a
-/// state_dict), where its values lie in the file.
-pub fn read_checkpoint_layout(
-    path: &Path,
-) -> Result<Checkpoint<(TensorHeader, Option<FileSpan>)>, TorchFileError> {
+/// state_dict), where its values lie in the file; and the file's stamp as it was opened.
+pub fn read_checkpoint_layout(path: &Path) -> Result<CheckpointLayout, TorchFileError> {
     checkpoint_layout(path, false)
 }
 
-fn checkpoint_layout(
-    path: &Path,
-    verify: bool,
-) -> Result<Checkpoint<(TensorHeader, Option<FileSpan>)>, TorchFileError> {
-    let (value, spans) = match open(path)? {
+/// What [`read_checkpoint_layout`] finds: each tensor's header and, when it fills a whole entry,
+/// where its values lie; and the stamp of the file read.
+pub type CheckpointLayout = (Checkpoint<(TensorHeader, Option<FileSpan>)>, FileStamp);
+
+fn checkpoint_layout(path: &Path, verify: bool) -> Result<CheckpointLayout, TorchFileError> {
+    let (opened, stamp) = open_stamped(path)?;
+    let (value, spans) = match opened {
         Opened::Zip(mut zip) => {
             if verify {
                 zip.verify_storages()?;
@@ -308,11 +346,12 @@ fn checkpoint_layout(
             (key.clone(), (tensor.header(), span))
         })
         .collect();
-    Ok(Checkpoint {
+    let layout = Checkpoint {
         state_dict,
         epoch: checkpoint.epoch,
         name: checkpoint.name,
-    })
+    };
+    Ok((layout, stamp))
 }
 
 fn checkpoint_from_value(value: Value, path: &Path) -> Result<Checkpoint, TorchFileError> {

@@ -1107,7 +1107,8 @@ fn checkpoint_headers_match_the_full_reading() {
     for name in ["model.pth.tar", "legacy.pt"] {
         let path = fixture(name);
         let full = read_checkpoint(&path).unwrap();
-        let headers = read_checkpoint_header(&path).unwrap();
+        let (headers, stamp) = read_checkpoint_header(&path).unwrap();
+        assert_eq!(stamp, FileStamp::of(&path).unwrap(), "{name}");
         assert_eq!(
             (headers.epoch, &headers.name),
             (full.epoch, &full.name),
@@ -1127,4 +1128,30 @@ fn checkpoint_headers_match_the_full_reading() {
         &read_checkpoint_header(&short).unwrap_err().to_string(),
         "storage `0` needs 6 float32 elements (24 bytes) but its entry holds 20 bytes",
     );
+}
+
+/// A file's stamp stays while nothing touches it, and changes when it is written in place or
+/// replaced by another file (same size, same content).
+#[test]
+fn file_stamps_change_with_writes_and_replacements() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.pth.tar");
+    std::fs::write(&path, b"0123456789").unwrap();
+    let first = FileStamp::of(&path).unwrap();
+    assert_eq!(first.len, 10);
+    assert_eq!(FileStamp::of(&path).unwrap(), first);
+    // Replaced by a file of the same content (a new inode).
+    let other = dir.path().join("other");
+    std::fs::write(&other, b"0123456789").unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    let replaced = FileStamp::of(&path).unwrap();
+    assert_ne!(replaced, first);
+    // Written in place with the same size (its times change; wait out coarse timestamps).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, b"9"))
+        .unwrap();
+    assert_ne!(FileStamp::of(&path).unwrap(), replaced);
 }
