@@ -4,7 +4,9 @@
 //! binary neither starts without `LD_LIBRARY_PATH` nor links `libtorch_cuda` (the linker drops
 //! it as "not needed" and CUDA is never initialised). We read where torch-sys found libtorch
 //! (`DEP_TCH_LIBTORCH_LIB`, exported through its `links = "tch"` key), add an rpath to it and
-//! link `torch_cuda`/`torch` with `--no-as-needed`, for the targets that use libtorch.
+//! link `torch_cuda`/`torch` with `--no-as-needed` for the engine that may use the GPU and the
+//! integration tests. `clinicadl-rs-engine-cpu` keeps the linker's default: it links
+//! `libtorch_cpu` only, and starts without loading CUDA's libraries.
 
 use std::path::Path;
 
@@ -16,7 +18,7 @@ fn main() {
     };
     // Every target may find libtorch (the rpath adds no dependency by itself)...
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    // ...but only the engine and the integration tests link it whole, CUDA included. The
+    // ...but only the GPU engine and the integration tests link it whole, CUDA included. The
     // `clinicadl-rs` front binary does not link it, so `--help` and usage errors are instant.
     let mut args = vec![format!("-L{lib}"), "-Wl,--no-as-needed".to_owned()];
     if Path::new(&lib).join("libtorch_cuda.so").exists() {

@@ -20,6 +20,7 @@ pub mod caps;
 pub mod cli;
 pub mod config;
 pub mod ensemble;
+pub mod entry;
 pub mod error;
 pub mod maps;
 pub mod metrics;

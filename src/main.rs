@@ -1,7 +1,9 @@
 //! The `clinicadl-rs` command: parses the command line (ClinicaDL's options, `--help`, usage
 //! errors) without loading libtorch, which takes about a second to load, then hands a valid
-//! command over to `clinicadl-rs-engine` (installed beside it) by `exec`, so the process, its pid
-//! and its exit code stay the same. `CLINICADL_RS_ENGINE` overrides the engine's path.
+//! command over to an engine installed beside it by `exec`, so the process, its pid and its exit
+//! code stay the same: `clinicadl-rs-engine-cpu` (libtorch without CUDA, faster to start) for
+//! `--no-gpu` runs, `clinicadl-rs-engine` otherwise. `CLINICADL_RS_ENGINE` overrides the
+//! engine's path.
 //!
 //! This binary must not use the library crate (that would link libtorch); it compiles `cli.rs`
 //! on its own.
@@ -16,26 +18,32 @@ use std::process::{Command, ExitCode};
 
 use clap::Parser;
 
-fn engine_path() -> Option<PathBuf> {
+/// The engine for `cli`: CUDA's libraries are only loaded for runs that may use the GPU.
+fn engine_path(cli: &cli::Cli) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("CLINICADL_RS_ENGINE") {
         return Some(PathBuf::from(path));
     }
+    let name = match &cli.command {
+        cli::Command::Predict(args) if !args.gpu() => "clinicadl-rs-engine-cpu",
+        cli::Command::Predict(_) => "clinicadl-rs-engine",
+    };
     let exe = std::env::current_exe().ok()?;
-    Some(exe.with_file_name("clinicadl-rs-engine"))
+    Some(exe.with_file_name(name))
 }
 
 #[allow(clippy::print_stderr)]
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if let Err(e) = cli::Cli::try_parse_from(cli::normalize_args(args.iter().cloned())) {
-        // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
-        let _ = e.print();
-        return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
-    }
-    let Some(engine) = engine_path() else {
-        eprintln!(
-            "error: cannot locate the clinicadl-rs executable to find clinicadl-rs-engine beside it"
-        );
+    let cli = match cli::Cli::try_parse_from(cli::normalize_args(args.iter().cloned())) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    let Some(engine) = engine_path(&cli) else {
+        eprintln!("error: cannot locate the clinicadl-rs executable to find its engine beside it");
         return ExitCode::from(1);
     };
     let mut command = Command::new(&engine);
@@ -55,7 +63,7 @@ fn main() -> ExitCode {
     }
     let error = command.exec();
     eprintln!(
-        "error: cannot run the engine `{}`: {error}\nhint: clinicadl-rs-engine must be installed in the same folder as clinicadl-rs (or set CLINICADL_RS_ENGINE)",
+        "error: cannot run the engine `{}`: {error}\nhint: clinicadl-rs-engine and clinicadl-rs-engine-cpu must be installed in the same folder as clinicadl-rs (or set CLINICADL_RS_ENGINE)",
         engine.display()
     );
     ExitCode::from(1)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check (issue "Performance"): run on a machine with an NVIDIA GPU and torch 2.11.0 (CUDA 13),
-# with the release binaries built elsewhere and carried over (target/release/clinicadl-rs and
-# clinicadl-rs-engine). It
+# with the release binaries built elsewhere and carried over (target/release/clinicadl-rs,
+# clinicadl-rs-engine and clinicadl-rs-engine-cpu). It
 #   1. confirms CUDA is seen by the engine (a --gpu run succeeds),
 #   2. checks GPU results against CPU results: fp32 within 1e-4, --amp within 1e-2, same labels,
 #   3. reports images per second on the GPU (fp32 and --amp) against the read floor (reading the

@@ -1,56 +1,5 @@
-//! The `clinicadl-rs-engine` binary (started by `clinicadl-rs`): parse the command line, run the
-//! library (linked with libtorch), turn the outcome into an
-//! exit code (see `clinicadl_rs::error`).
+//! The `clinicadl-rs-engine` binary, libtorch with CUDA (GPU runs): see `clinicadl_rs::entry`.
 
-use std::process::ExitCode;
-
-use clap::Parser;
-use clinicadl_rs::cli::{Cli, Command, normalize_args};
-use clinicadl_rs::{error, ui};
-
-fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(normalize_args(std::env::args_os())) {
-        Ok(cli) => cli,
-        Err(e) => {
-            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
-            let _ = e.print();
-            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
-        }
-    };
-    ui::set_verbose(cli.verbose);
-    if let Some(ms) = ms_since_process_start() {
-        ui::debug(&format!(
-            "start-up: {ms} ms (process start to engine ready)"
-        ));
-    }
-    let result = match &cli.command {
-        Command::Predict(args) => clinicadl_rs::predict(args),
-    };
-    match result {
-        Ok(()) => ExitCode::from(error::EXIT_SUCCESS as u8),
-        Err(e) => {
-            let code = error::exit_code(&e);
-            let hint = (code == error::EXIT_USAGE).then_some("see `clinicadl-rs predict --help`");
-            ui::print_error(&e, hint);
-            ExitCode::from(code as u8)
-        }
-    }
-}
-
-/// Milliseconds since this process started (the `clinicadl-rs` command, which execs the engine:
-/// loading libtorch is included), from `/proc` (10 ms resolution); `None` where unavailable.
-fn ms_since_process_start() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let after = &stat[stat.rfind(')')? + 1..];
-    let start_ticks: f64 = after.split_whitespace().nth(19)?.parse().ok()?;
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    // /proc counts in USER_HZ, 100 on Linux.
-    let elapsed = uptime - start_ticks / 100.0;
-    (elapsed >= 0.0).then(|| (elapsed * 1000.0).round() as u64)
+fn main() -> std::process::ExitCode {
+    clinicadl_rs::entry::main()
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod engines;
 mod errors;
 mod harness;
 mod parity;
