@@ -1,7 +1,8 @@
 //! The engine's entry point, shared by its two binaries (started by the `clinicadl-rs` command):
 //! `clinicadl-rs-engine`, linked with libtorch and its CUDA library, for GPU runs, and
 //! `clinicadl-rs-engine-cpu`, linked with libtorch's CPU library only, for `--no-gpu` runs (it
-//! starts in about half the time and maps about 350 MB less: CUDA's libraries are not loaded).
+//! starts in about half the time and needs about 300 MB less memory: CUDA's libraries are not
+//! loaded).
 
 use std::process::ExitCode;
 
