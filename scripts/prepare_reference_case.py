@@ -8,15 +8,21 @@ The copy has the placeholder /REFERENCE_CASE replaced by DEST in every text file
 maps/split-*/best-*/GROUP/, so that the MAPS is in its "before predict" state. The predict
 arguments of cmd.txt (with DEST substituted) are printed on stdout, one per line.
 """
+import argparse
 import pathlib
 import shlex
 import shutil
-import sys
 
 
 def main() -> None:
-    case, dest = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).resolve()
-    group = sys.argv[3] if len(sys.argv) > 3 else "test"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("case", type=pathlib.Path, help="a case folder, e.g. ../shared/reference/patch_classification")
+    parser.add_argument("dest", type=pathlib.Path, help="the work folder to create (replaced if it exists)")
+    parser.add_argument("group", nargs="?", default="test", help="the data group to reset (default: test)")
+    args = parser.parse_args()
+    case, dest, group = args.case, args.dest.resolve(), args.group
+    if not (case / "cmd.txt").is_file():
+        parser.error(f"{case} is not a reference case folder (it has no cmd.txt)")
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(case, dest, ignore=shutil.ignore_patterns("logs"))

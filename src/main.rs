@@ -42,6 +42,14 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
+    // libtorch cannot even start in a folder that was deleted (its MKL dies with "Cannot load
+    // libtorch_cpu.so"), and relative paths could not be resolved there anyway.
+    if let Err(error) = std::env::current_dir() {
+        eprintln!(
+            "error: cannot use the current folder ({error}): it was probably deleted or moved\nhint: `cd` to an existing folder and run the command again"
+        );
+        return ExitCode::from(1);
+    }
     let Some(engine) = engine_path(&cli) else {
         eprintln!("error: cannot locate the clinicadl-rs executable to find its engine beside it");
         return ExitCode::from(1);
