@@ -7,6 +7,8 @@
 #   3. reports images per second on the GPU (fp32 and --amp) against the read floor (reading the
 #      N tensor files), and writes everything to $OUT/gpu_check.md (or target/gpu_check.md).
 # Usage: scripts/gpu/check.sh [N] [CPU_N]    (defaults: 64 full-size images, 8 of them on the CPU)
+# GPU_CHECK_SELF_TEST=1 runs the "GPU" runs with --no-gpu (no --amp) on a machine without a GPU,
+# to test this script itself; its report says so and proves nothing about a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N="${1:-64}"
@@ -18,20 +20,40 @@ OUTDIR="${OUT:-$PWD/target}"
 mkdir -p "$OUTDIR"
 REPORT="$OUTDIR/gpu_check.md"
 WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
 BIN="$PWD/target/release/clinicadl-rs"
 "$PY" scripts/gpu/make_workload.py "$WORK" --n "$N" > /dev/null
 head -n $((CPU_N + 1)) "$WORK/participants.tsv" > "$WORK/participants_cpu.tsv"
-run() { # name, participants, extra args...
+SELF_TEST="${GPU_CHECK_SELF_TEST:-}"
+run() { # name, participants, extra args... (prints the wall time; a failed run stops the check)
     local name="$1" tsv="$2"; shift 2
-    local start end
+    local start end args=("$@")
+    if [ -n "$SELF_TEST" ]; then
+        args=(--no-gpu)
+    fi
     start=$(date +%s%N)
-    "$BIN" -v predict "$WORK/maps" "$name" --caps_directory "$WORK/caps" --participants_tsv "$tsv" --batch_size 8 -np 4 "$@" 2> "$WORK/$name.log"
+    if ! "$BIN" -v predict "$WORK/maps" "$name" --caps_directory "$WORK/caps" --participants_tsv "$tsv" --batch_size 8 -np 4 "${args[@]}" 2> "$WORK/$name.log"; then
+        echo "GPU check: the $name run (${args[*]}) failed:" >&2
+        tail -n 20 "$WORK/$name.log" >&2
+        {
+            echo "**The $name run (\`${args[*]}\`) failed**; the end of its log:"
+            echo
+            echo '```'
+            tail -n 20 "$WORK/$name.log"
+            echo '```'
+        } >> "$REPORT"
+        exit 1
+    fi
     end=$(date +%s%N)
     "$PY" -c "print(($end - $start) / 1e9)"
 }
 {
     echo "# GPU check, $(date -u +%Y-%m-%d)"
     echo
+    if [ -n "$SELF_TEST" ]; then
+        echo "**SELF-TEST of the script (GPU_CHECK_SELF_TEST=1): every run is on the CPU; this is not a GPU check.**"
+        echo
+    fi
     echo "- GPU: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'nvidia-smi not found')"
     echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores)"
     echo "- torch: $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())')"
@@ -50,10 +72,11 @@ PYEOF
 cpu_wall=$(run cpu "$WORK/participants_cpu.tsv" --no-gpu)
 gpu_wall=$(run gpu "$WORK/participants.tsv" --gpu)
 amp_wall=$(run amp "$WORK/participants.tsv" --gpu --amp)
-"$PY" - "$WORK" "$N" "$CPU_N" "$read_floor" "$cpu_wall" "$gpu_wall" "$amp_wall" >> "$REPORT" <<'PYEOF'
+"$PY" - "$WORK" "$N" "$CPU_N" "$read_floor" "$cpu_wall" "$gpu_wall" "$amp_wall" "$SELF_TEST" >> "$REPORT" <<'PYEOF'
 import csv, pathlib, re, sys
 work, n, cpu_n = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 read_floor, cpu_wall, gpu_wall, amp_wall = map(float, sys.argv[4:8])
+self_test = bool(sys.argv[8])
 def rows(group):
     path = work / "maps/split-0/best-loss" / group / f"{group}_image_level_prediction.tsv"
     return {(r["participant_id"], r["session_id"]): r for r in csv.DictReader(open(path), delimiter="\t")}
@@ -71,7 +94,7 @@ def compare(other, tol):
 w32, s32, ok32 = compare(gpu, 1e-4)
 wamp, samp, okamp = compare(amp, 1e-2)
 print("| check | result |\n|---|---|")
-print(f"| CUDA seen (a --gpu run succeeded) | yes |")
+print(f"| CUDA seen (a --gpu run succeeded) | {'not checked (self-test on the CPU)' if self_test else 'yes'} |")
 print(f"| fp32 GPU vs CPU, {cpu_n} images | max abs diff {w32:.2e}, same labels: {s32}, within 1e-4: {ok32} |")
 print(f"| --amp GPU vs CPU, {cpu_n} images | max abs diff {wamp:.2e}, same labels: {samp}, within 1e-2: {okamp} |")
 print(f"| read floor ({n} tensor files, torch.load) | {read_floor:.2f} s = {n / read_floor:.1f} images/s |")
