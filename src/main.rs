@@ -1,5 +1,5 @@
 //! The `clinicadl-rs` command: parses the command line (ClinicaDL's options, `--help`, usage
-//! errors) without loading libtorch, which takes about a second to load, then hands a valid
+//! errors) without loading libtorch, which takes 0.3 to 0.5 s to load, then hands a valid
 //! command over to an engine installed beside it by `exec`, so the process, its pid and its exit
 //! code stay the same: `clinicadl-rs-engine-cpu` (libtorch without CUDA, faster to start) for
 //! `--no-gpu` runs, `clinicadl-rs-engine` otherwise. `CLINICADL_RS_ENGINE` overrides the
