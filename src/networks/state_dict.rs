@@ -357,6 +357,29 @@ mod tests {
         }
     }
 
+    /// A checkpoint that cannot be mapped (here: a path libtorch cannot take, not UTF-8) is
+    /// decoded whole instead, with the same values.
+    #[test]
+    fn unmappable_checkpoints_are_decoded() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"mod\xffel.pth.tar"));
+        std::fs::copy(fixture("model.pth.tar"), &path).unwrap();
+        let sd = StateDict::open(&path, Device::Cpu, None).unwrap();
+        assert!(matches!(sd.source, Source::Decoded(_)));
+        let decoded = crate::torchfile::read_checkpoint(&path).unwrap();
+        for (key, stored) in &decoded.state_dict {
+            let shape: Vec<i64> = stored.shape.iter().map(|&d| d as i64).collect();
+            let got = sd.fetch(key, &shape).unwrap();
+            assert!(
+                same_bits(&values(&got), &stored.to_f32_vec().unwrap()),
+                "{key}"
+            );
+        }
+    }
+
     /// Bytes at an offset that float32 values cannot be viewed at are copied first; other dtypes
     /// are converted to float32.
     #[test]
