@@ -35,11 +35,7 @@ pub(crate) struct TorchZip<'p, R> {
 impl<'p, R: Read + Seek> TorchZip<'p, R> {
     /// Opens the archive of `len` bytes read by `reader`, checks `byteorder` and runs the pickle.
     pub(crate) fn open(reader: R, len: usize, path: &'p Path) -> Result<Self, TorchFileError> {
-        let mut archive = ZipArchive::new(reader).map_err(|source| TorchFileError::Zip {
-            path: path.to_path_buf(),
-            action: "unreadable",
-            source,
-        })?;
+        let mut archive = ZipArchive::new(reader).map_err(unreadable(path))?;
         let pickle_name = find_pickle(&archive, path)?;
         let prefix = pickle_name
             .strip_suffix("data.pkl")
@@ -129,15 +125,13 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
             }
             if wanted && !spans.contains_key(&storage.key) {
                 let index = archive.index_for_name(&entry).unwrap_or_default();
-                let zip_error = |source| TorchFileError::Zip {
-                    path: path.to_path_buf(),
-                    action: "unreadable",
-                    source,
-                };
-                let crc32 = archive.by_index_data(index).map_err(zip_error)?.crc32();
+                let crc32 = archive
+                    .by_index_data(index)
+                    .map_err(unreadable(path))?
+                    .crc32();
                 let start = archive
                     .by_index_raw(index)
-                    .map_err(zip_error)?
+                    .map_err(unreadable(path))?
                     .data_start()
                     .unwrap_or(u64::MAX);
                 if start.checked_add(size).is_none_or(|end| end > limit) {
@@ -198,12 +192,7 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
                             ),
                         ));
                     }
-                    Err(source) => {
-                        return Err(TorchFileError::malformed(
-                            path,
-                            format!("cannot read entry `{entry}`: {source}"),
-                        ));
-                    }
+                    Err(source) => return Err(cannot_read_entry(path, &entry, source)),
                 }
             }
         }
@@ -236,9 +225,7 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
         })?;
         values.resize(numel, 0.0);
         let mut reader = open_entry(&mut self.archive, &entry, path)?;
-        let cannot_read = |source: std::io::Error| {
-            TorchFileError::malformed(path, format!("cannot read entry `{entry}`: {source}"))
-        };
+        let cannot_read = |source| cannot_read_entry(path, &entry, source);
         reader
             .read_exact(bytemuck::cast_slice_mut(&mut values))
             .map_err(cannot_read)?;
@@ -258,6 +245,20 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
         }
         Ok(Some((header, values)))
     }
+}
+
+/// The error of a zip archive (or one of its entries) that cannot be read.
+fn unreadable(path: &Path) -> impl Fn(zip::result::ZipError) -> TorchFileError + '_ {
+    move |source| TorchFileError::Zip {
+        path: path.to_path_buf(),
+        action: "unreadable",
+        source,
+    }
+}
+
+/// The error of an entry whose bytes cannot be read.
+fn cannot_read_entry(path: &Path, entry: &str, source: std::io::Error) -> TorchFileError {
+    TorchFileError::malformed(path, format!("cannot read entry `{entry}`: {source}"))
 }
 
 /// Bytes a storage declares (`numel × itemsize`), refusing impossible counts.
@@ -336,13 +337,7 @@ fn stored_entry_size<R: Read + Seek>(
     let index = archive.index_for_name(name).ok_or_else(|| {
         TorchFileError::malformed(path, format!("zip archive has no entry `{name}`"))
     })?;
-    let entry = archive
-        .by_index_data(index)
-        .map_err(|source| TorchFileError::Zip {
-            path: path.to_path_buf(),
-            action: "unreadable",
-            source,
-        })?;
+    let entry = archive.by_index_data(index).map_err(unreadable(path))?;
     if entry.encrypted() {
         return Err(TorchFileError::CompressedEntry {
             path: path.to_path_buf(),
@@ -367,18 +362,16 @@ fn open_entry<'a, R: Read + Seek>(
     name: &str,
     path: &Path,
 ) -> Result<zip::read::ZipFile<'a, R>, TorchFileError> {
-    let zip_error = |source| TorchFileError::Zip {
-        path: path.to_path_buf(),
-        action: "unreadable",
-        source,
-    };
     let index = archive.index_for_name(name).ok_or_else(|| {
         TorchFileError::malformed(path, format!("zip archive has no entry `{name}`"))
     })?;
-    let crc32 = archive.by_index_data(index).map_err(zip_error)?.crc32();
+    let crc32 = archive
+        .by_index_data(index)
+        .map_err(unreadable(path))?
+        .crc32();
     archive
         .by_index_with_options(index, ZipReadOptions::new().ignore_crc32(crc32 == 0))
-        .map_err(zip_error)
+        .map_err(unreadable(path))
 }
 
 /// The bytes of one stored entry, refusing compressed or encrypted entries and entries
@@ -412,9 +405,7 @@ fn read_entry<R: Read + Seek>(
     reader
         .take(limit)
         .read_to_end(&mut data)
-        .map_err(|source| {
-            TorchFileError::malformed(path, format!("cannot read entry `{name}`: {source}"))
-        })?;
+        .map_err(|source| cannot_read_entry(path, name, source))?;
     if data.len() != size {
         return Err(TorchFileError::malformed(
             path,
