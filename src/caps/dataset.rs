@@ -284,7 +284,7 @@ impl Dataset {
         if dataset.sessions.is_empty() {
             bail!("the data group `{}` has no session", data_path.display());
         }
-        if !dataset.extraction.prepare_dl() && dataset.mode != Mode::Image {
+        if dataset.extraction.cuts_images() {
             // Elements cut from images: the cut itself is checked on the first session (its
             // image has the shape of every other one).
             dataset.load_session(0)?;
@@ -297,7 +297,7 @@ impl Dataset {
     /// first session's shape. Only headers are read, on up to `threads` threads. Returns one
     /// problem per faulty file.
     fn check_tensor_files(&self, threads: usize) -> Vec<String> {
-        let cut = !self.extraction.prepare_dl() && self.mode != Mode::Image;
+        let cut = self.extraction.cuts_images();
         let mut files = Vec::new();
         for (index, session) in self.sessions.iter().enumerate() {
             if self.extraction.prepare_dl() {

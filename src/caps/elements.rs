@@ -215,6 +215,12 @@ impl Extraction {
         }
     }
 
+    /// Whether elements are cut from each whole image as it is read (patches, slices or ROIs
+    /// not pre-extracted).
+    pub fn cuts_images(&self) -> bool {
+        !matches!(self, Extraction::Image) && !self.prepare_dl()
+    }
+
     /// The pre-extracted file of element `index` of the session whose image tensor is `image`.
     pub fn element_file(&self, image: &Path, index: usize) -> PathBuf {
         let (folder, fragment) = match self {
