@@ -320,6 +320,8 @@ pub fn read_checkpoint_layout(path: &Path) -> Result<CheckpointLayout, TorchFile
 /// where its values lie; and the stamp of the file read.
 pub type CheckpointLayout = (Checkpoint<(TensorHeader, Option<FileSpan>)>, FileStamp);
 
+/// With `verify` (checking a checkpoint: its values are read through, where they lie is not
+/// wanted), the spans are not looked up and come back `None`; without it, they are.
 fn checkpoint_layout(path: &Path, verify: bool) -> Result<CheckpointLayout, TorchFileError> {
     let (opened, stamp) = open_stamped(path)?;
     let (value, spans) = match opened {
@@ -327,7 +329,7 @@ fn checkpoint_layout(path: &Path, verify: bool) -> Result<CheckpointLayout, Torc
             if verify {
                 zip.verify_storages()?;
             }
-            zip.header_value(true)?
+            zip.header_value(!verify)?
         }
         Opened::Legacy(bytes) => (legacy::read_legacy(&bytes, path)?, Default::default()),
     };
