@@ -207,13 +207,12 @@ impl StateDict {
             }
             Source::Decoded(tensors) => {
                 let stored = tensors.get(key).ok_or_else(|| error(&"not decoded"))?;
-                // Float32 parameters in C order are copied once, from the bytes read from the
-                // file into the tensor; others are converted first.
+                // Parameters in C order are copied once, from the bytes read from the file into
+                // a tensor (then converted like mapped ones); others are gathered first.
                 match stored.contiguous_bytes() {
-                    Some(bytes) if stored.dtype == DType::F32 && cfg!(target_endian = "little") => {
-                        Tensor::f_from_data_size(bytes, shape, Kind::Float)
-                            .map_err(|e| error(&e))?
-                    }
+                    Some(bytes) if cfg!(target_endian = "little") => Tensor::f_from_slice(bytes)
+                        .and_then(|raw| tensor_from_bytes(raw, stored.dtype, shape))
+                        .map_err(|e| error(&e))?,
                     _ => {
                         let values = stored.to_f32_vec().map_err(|e| error(&e))?;
                         Tensor::f_from_slice(&values)
