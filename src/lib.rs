@@ -27,6 +27,8 @@ pub mod metrics;
 pub mod networks;
 pub mod output;
 pub mod predict;
+#[cfg(test)]
+pub(crate) mod reference_cases;
 pub mod rows;
 pub mod torchfile;
 pub mod tsv;

@@ -1406,8 +1406,10 @@ mod tests {
     // Parity with the reference MAPS of ClinicaDL 1.6.1
     // -----------------------------------------------------------------------------------------
 
+    /// These tests need the reference cases: their absence fails them.
     fn reference_root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference")
+        crate::reference_cases::reference_dir()
+            .expect("the metrics parity tests need the reference cases")
     }
 
     /// All `*_metrics.tsv` files under `dir`, sorted.

@@ -99,12 +99,10 @@ mod tests {
     /// input and output tensors it saved (`--save_tensor`).
     #[test]
     fn reference_reconstruction_metrics() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/reference/image_reconstruction/maps/split-0/best-loss/test");
-        if !dir.is_dir() {
-            eprintln!("SKIPPED: reference case not found");
+        let Some(reference) = crate::reference_cases::reference_dir() else {
             return;
-        }
+        };
+        let dir = reference.join("image_reconstruction/maps/split-0/best-loss/test");
         let tsv = std::fs::read_to_string(dir.join("test_image_level_prediction.tsv")).unwrap();
         for line in tsv.lines().skip(1) {
             let f: Vec<&str> = line.split('\t').collect();

@@ -1,4 +1,4 @@
-//! Test harness: copies a case (a reference case of `../shared/reference`, or the example bundled
+//! Test harness: copies a case (a reference case, found by `reference_dir`, or the example bundled
 //! in `examples/`) to a temporary folder, rewrites its `/REFERENCE_CASE` placeholder, removes
 //! what `clinicadl predict` wrote, runs the real binary, and compares TSVs parsed, floats within
 //! a relative tolerance.
@@ -16,24 +16,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The folder of the shared reference cases, when present. CI sets
-/// `CLINICADL_RS_REQUIRE_REFERENCE=1` so that their absence fails instead of skipping.
-pub fn reference_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("CLINICADL_RS_REFERENCE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/reference"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("CLINICADL_RS_REQUIRE_REFERENCE").is_some() {
-        panic!(
-            "reference cases not found at {} (CLINICADL_RS_REQUIRE_REFERENCE is set)",
-            dir.display()
-        );
-    }
-    eprintln!("SKIPPED: reference cases not found at {}", dir.display());
-    None
-}
+pub use crate::reference_cases::reference_dir;
 
 /// A case copied into a temporary folder.
 pub struct Case {

@@ -8,5 +8,7 @@ mod errors;
 mod harness;
 mod parity;
 mod reconstruction;
+#[path = "../../src/reference_cases.rs"]
+mod reference_cases;
 mod safety;
 mod torch_readback;
