@@ -29,29 +29,9 @@ impl GroupLock {
     pub fn acquire(maps: &Path, group: &str) -> Result<GroupLock> {
         let path = maps.join(format!(".clinicadl-rs-{group}.lock"));
         for _ in 0..3 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    let command: Vec<String> = std::env::args().collect();
-                    let written = writeln!(
-                        file,
-                        "pid={}\nhost={}\nstarted={}\ncommand={}",
-                        std::process::id(),
-                        hostname(),
-                        chrono::Local::now().format("%Y-%m-%d %H:%M:%S"),
-                        command.join(" ")
-                    )
-                    .and_then(|()| file.flush());
-                    if let Err(e) = written {
-                        // A lock without its owner would block every later run.
-                        let _ = std::fs::remove_file(&path);
-                        return Err(e).with_context(|| {
-                            format!("cannot write the lock file `{}`", path.display())
-                        });
-                    }
+            match create_with_owner(&path) {
+                Ok(()) => {
+                    remove_stale_drafts(&path);
                     return Ok(GroupLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -102,6 +82,74 @@ impl GroupLock {
     }
 }
 
+/// The lock file's text: who holds it.
+fn owner() -> String {
+    let command: Vec<String> = std::env::args().collect();
+    format!(
+        "pid={}\nhost={}\nstarted={}\ncommand={}\n",
+        std::process::id(),
+        hostname(),
+        chrono::Local::now().format("%Y-%m-%d %H:%M:%S"),
+        command.join(" ")
+    )
+}
+
+/// Creates the lock file `path` with its owner in it, atomically: the text is written to a file
+/// of this process first, which is then linked to `path` (a link fails when `path` exists), so
+/// that a run killed at any moment never leaves a lock without its owner. On a file system
+/// without hard links, the lock is created empty and then written.
+fn create_with_owner(path: &Path) -> std::io::Result<()> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}", std::process::id()));
+    let draft = PathBuf::from(name);
+    std::fs::write(&draft, owner())?;
+    let linked = std::fs::hard_link(&draft, path);
+    let _ = std::fs::remove_file(&draft);
+    match linked {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)?;
+            let written = file
+                .write_all(owner().as_bytes())
+                .and_then(|()| file.flush());
+            if written.is_err() {
+                // A lock without its owner would block every later run.
+                let _ = std::fs::remove_file(path);
+            }
+            written
+        }
+        other => other,
+    }
+}
+
+/// Removes the drafts of lock files (`<lock>.<pid>`) that runs killed while creating the lock
+/// left behind.
+fn remove_stale_drafts(lock: &Path) {
+    let (Some(dir), Some(name)) = (lock.parent(), lock.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let pid = file
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| pid != std::process::id() && !pid_alive(pid)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 impl Drop for GroupLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
@@ -129,5 +177,26 @@ mod tests {
         )
         .unwrap();
         let _again = GroupLock::acquire(d.path(), "test").unwrap();
+    }
+
+    #[test]
+    fn the_lock_is_created_with_its_owner_and_drafts_of_dead_runs_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let draft = d.path().join(".clinicadl-rs-test.lock.4000000000");
+        std::fs::write(&draft, "pid=4000000000\n").unwrap();
+        let lock = GroupLock::acquire(d.path(), "test").unwrap();
+        let text = std::fs::read_to_string(d.path().join(".clinicadl-rs-test.lock")).unwrap();
+        assert!(
+            text.starts_with(&format!("pid={}\nhost=", std::process::id())),
+            "{text}"
+        );
+        assert!(!draft.exists(), "the draft of a dead run is removed");
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        drop(lock);
     }
 }
