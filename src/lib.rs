@@ -30,6 +30,8 @@ pub mod predict;
 #[cfg(test)]
 pub(crate) mod reference_cases;
 pub mod rows;
+#[cfg(test)]
+pub(crate) mod tolerance;
 pub mod torchfile;
 pub mod tsv;
 pub mod ui;

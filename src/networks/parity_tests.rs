@@ -19,9 +19,7 @@ use tch::{Device, Tensor};
 
 use super::*;
 use crate::maps::json::parse_maps_json;
-
-const RELATIVE: f64 = 1e-5;
-const ABSOLUTE: f64 = 1e-6;
+use crate::tolerance;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/networks")
@@ -39,18 +37,44 @@ fn read_maps(dir: &Path) -> MapsJson {
     parse_maps_json(&std::fs::read_to_string(&path).unwrap(), &path).unwrap()
 }
 
-/// Asserts `|actual − expected| ≤ 1e-5·|expected| + 1e-6` everywhere.
-fn assert_close(what: &str, actual: &Tensor, expected: &Tensor) {
+/// The tolerances of a fixture's network (see `crate::tolerance`): its outputs may differ from
+/// ClinicaDL's by `relative` times their scale.
+struct Tolerance {
+    relative: f64,
+}
+
+impl Tolerance {
+    /// From the weight tensors of the fixture's checkpoint.
+    fn of_checkpoint(checkpoint: &Path) -> Tolerance {
+        let (header, _) = crate::torchfile::read_checkpoint_header(checkpoint).unwrap();
+        let terms =
+            tolerance::summed_terms(header.state_dict.iter().map(|(_, t)| t.shape.as_slice()));
+        Tolerance {
+            relative: tolerance::network_relative_error(terms),
+        }
+    }
+
+    /// The largest difference allowed between two evaluations of the tensor `expected`.
+    fn of_tensor(&self, expected: &Tensor) -> f64 {
+        let values = Vec::<f32>::try_from(expected.flatten(0, -1)).unwrap();
+        self.relative * tolerance::scale(values.iter().map(|&v| f64::from(v)))
+    }
+}
+
+/// Asserts that every value of `actual` is within the network tolerance of `expected`, relative
+/// to the scale of `expected` (step 1 of `crate::tolerance`).
+fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, tol: &Tolerance) {
     assert_eq!(actual.size(), expected.size(), "{what}: shapes differ");
     let a = Vec::<f32>::try_from(actual.flatten(0, -1)).unwrap();
     let e = Vec::<f32>::try_from(expected.flatten(0, -1)).unwrap();
+    let allowed = tol.of_tensor(expected);
     let mut bad = 0usize;
     let mut worst = (0usize, 0f64);
     for (i, (&x, &y)) in a.iter().zip(&e).enumerate() {
         let (x, y) = (f64::from(x), f64::from(y));
-        let excess = (x - y).abs() - (RELATIVE * y.abs() + ABSOLUTE);
-        if excess > 0.0 || x.is_nan() != y.is_nan() {
+        if !tolerance::within(x, y, allowed) {
             bad += 1;
+            let excess = (x - y).abs() - allowed;
             if excess > worst.1 || worst.1 == 0.0 {
                 worst = (i, excess);
             }
@@ -58,7 +82,7 @@ fn assert_close(what: &str, actual: &Tensor, expected: &Tensor) {
     }
     assert!(
         bad == 0,
-        "{what}: {bad} of {} values differ beyond tolerance; worst at {}: {} vs ClinicaDL {}",
+        "{what}: {bad} of {} values differ by more than {allowed:e}; worst at {}: {} vs ClinicaDL {}",
         a.len(),
         worst.0,
         a[worst.0],
@@ -66,59 +90,35 @@ fn assert_close(what: &str, actual: &Tensor, expected: &Tensor) {
     );
 }
 
-fn check_scalar(what: &str, actual: &Tensor, expected: f64) {
-    let value = actual.double_value(&[]);
-    assert!(
-        (value - expected).abs() <= RELATIVE * expected.abs() + ABSOLUTE,
-        "{what}: {value} vs ClinicaDL {expected}"
-    );
-}
-
-/// Runs one fixture folder through the network and compares everything it holds.
-fn check_case(dir: &Path) {
-    let _guard = tch::no_grad_guard();
-    let maps = read_maps(dir);
-    check_architecture(&maps).unwrap();
-    let checkpoint = dir.join("model.pth.tar");
-    // As a prediction run does: checked once, then loaded without reading the values again.
-    let stamp = check_checkpoint(&maps, &checkpoint).unwrap();
-    let network = load_network(&maps, &checkpoint, Device::Cpu, Some(&stamp)).unwrap();
-    assert_eq!(
-        network.is_reconstruction(),
-        maps.task == Task::Reconstruction
-    );
-    let input = read_tensor(&dir.join("input.pt"));
-    let forward = network.forward_full(&input).unwrap();
-    assert_close(
-        "output",
-        &forward.output,
-        &read_tensor(&dir.join("output.pt")),
-    );
-
-    if dir.join("mu.pt").is_file() {
-        let mu = read_tensor(&dir.join("mu.pt"));
-        let logvar = read_tensor(&dir.join("logvar.pt"));
-        assert_close("mu", forward.mu.as_ref().unwrap(), &mu);
-        assert_close("logvar", forward.logvar.as_ref().unwrap(), &logvar);
-        // --save_latent_tensor: mu for Vanilla3DdenseVAE, logvar for the CVAE_3D family.
-        let expected = if maps.architecture == "Vanilla3DdenseVAE" {
-            &mu
-        } else {
-            &logvar
-        };
-        assert_close("latent", &network.latent(&forward).unwrap(), expected);
-    } else {
-        assert!(forward.mu.is_none() && forward.logvar.is_none());
-        assert!(network.latent(&forward).is_none());
-    }
-
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    let losses = expected["losses"].as_object().unwrap();
-    assert_eq!(losses.is_empty(), !network.is_reconstruction());
-    for (criterion, components) in losses {
+/// Asserts that every loss component of `criterion` is within its first-order bound of
+/// ClinicaDL's value (`components`): the gradient of the component with respect to the
+/// network's outputs (autograd), times their tolerances (step 4 of `crate::tolerance`), plus the
+/// float32 rounding of its reductions.
+fn check_losses(
+    network: &Network,
+    maps: &MapsJson,
+    input: &Tensor,
+    (forward, expected): (&Forward, &Forward),
+    (criterion, components): (&str, &Value),
+    tol: &Tolerance,
+) {
+    let leaf = |t: &Tensor| t.detach().set_requires_grad(true);
+    let leaves = Forward {
+        output: leaf(&forward.output),
+        mu: forward.mu.as_ref().map(leaf),
+        logvar: forward.logvar.as_ref().map(leaf),
+    };
+    let outputs: Vec<(&Tensor, f64)> = [
+        (Some(&leaves.output), Some(&expected.output)),
+        (leaves.mu.as_ref(), expected.mu.as_ref()),
+        (leaves.logvar.as_ref(), expected.logvar.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(t, e)| Some((t?, tol.of_tensor(e?))))
+    .collect();
+    tch::with_grad(|| {
         let computed = network
-            .reconstruction_loss(&forward, &input, criterion, &maps)
+            .reconstruction_loss(&leaves, input, criterion, maps)
             .unwrap();
         let names: Vec<&str> = computed.iter().map(|(n, _)| n.as_str()).collect();
         let expected_names: Vec<&str> = components
@@ -129,12 +129,69 @@ fn check_case(dir: &Path) {
             .collect();
         assert_eq!(names, expected_names, "{criterion}");
         for (name, value) in &computed {
-            check_scalar(
-                &format!("{criterion} {name}"),
-                value,
-                components[name].as_f64().unwrap(),
+            let want = components[name].as_f64().unwrap();
+            let got = value.double_value(&[]);
+            let allowed =
+                tolerance::gradient_bound(value, &outputs) + tolerance::REDUCTION * want.abs();
+            assert!(
+                tolerance::within(got, want, allowed),
+                "{criterion} {name}: {got} vs ClinicaDL {want} (allowed difference {allowed:e})"
             );
         }
+    });
+}
+
+/// Runs one fixture folder through the network and compares everything it holds.
+fn check_case(dir: &Path) {
+    let _guard = tch::no_grad_guard();
+    let maps = read_maps(dir);
+    check_architecture(&maps).unwrap();
+    let checkpoint = dir.join("model.pth.tar");
+    let tol = Tolerance::of_checkpoint(&checkpoint);
+    // As a prediction run does: checked once, then loaded without reading the values again.
+    let stamp = check_checkpoint(&maps, &checkpoint).unwrap();
+    let network = load_network(&maps, &checkpoint, Device::Cpu, Some(&stamp)).unwrap();
+    assert_eq!(
+        network.is_reconstruction(),
+        maps.task == Task::Reconstruction
+    );
+    let input = read_tensor(&dir.join("input.pt"));
+    let forward = network.forward_full(&input).unwrap();
+    let latent = dir.join("mu.pt").is_file();
+    let expected = Forward {
+        output: read_tensor(&dir.join("output.pt")),
+        mu: latent.then(|| read_tensor(&dir.join("mu.pt"))),
+        logvar: latent.then(|| read_tensor(&dir.join("logvar.pt"))),
+    };
+    assert_close("output", &forward.output, &expected.output, &tol);
+    if let (Some(mu), Some(logvar)) = (&expected.mu, &expected.logvar) {
+        assert_close("mu", forward.mu.as_ref().unwrap(), mu, &tol);
+        assert_close("logvar", forward.logvar.as_ref().unwrap(), logvar, &tol);
+        // --save_latent_tensor: mu for Vanilla3DdenseVAE, logvar for the CVAE_3D family.
+        let latent = if maps.architecture == "Vanilla3DdenseVAE" {
+            mu
+        } else {
+            logvar
+        };
+        assert_close("latent", &network.latent(&forward).unwrap(), latent, &tol);
+    } else {
+        assert!(forward.mu.is_none() && forward.logvar.is_none());
+        assert!(network.latent(&forward).is_none());
+    }
+
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let losses = json["losses"].as_object().unwrap();
+    assert_eq!(losses.is_empty(), !network.is_reconstruction());
+    for (criterion, components) in losses {
+        check_losses(
+            &network,
+            &maps,
+            &input,
+            (&forward, &expected),
+            (criterion, components),
+            &tol,
+        );
     }
 }
 

@@ -1,7 +1,6 @@
 //! Test harness: copies a case (a reference case, found by `reference_dir`, or the example bundled
 //! in `examples/`) to a temporary folder, rewrites its `/REFERENCE_CASE` placeholder, removes
-//! what `clinicadl predict` wrote, runs the real binary, and compares TSVs parsed, floats within
-//! a relative tolerance.
+//! what `clinicadl predict` wrote, and runs the real binary (`compare` compares the results).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -111,6 +110,17 @@ impl Case {
         }
     }
 
+    /// The batch size of the case's command (`--batch_size`, else 8).
+    pub fn settings(&self) -> crate::compare::Settings {
+        let batch_size = self
+            .args
+            .iter()
+            .position(|a| a == "--batch_size")
+            .and_then(|i| self.args.get(i + 1)?.parse().ok())
+            .unwrap_or(8);
+        crate::compare::Settings { batch_size }
+    }
+
     /// The copied MAPS.
     pub fn maps(&self) -> PathBuf {
         self.dir.join("maps")
@@ -139,57 +149,6 @@ pub fn run(args: &[&str], cwd: &Path) -> Output {
 /// The text of stderr.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn parse_tsv(text: &str) -> Vec<Vec<String>> {
-    text.lines()
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect()
-}
-
-/// Whether two cells are equal: exactly, or as numbers within `rel` relative tolerance.
-fn cells_match(a: &str, b: &str, rel: f64) -> bool {
-    if a == b {
-        return true;
-    }
-    match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(x), Ok(y)) => (x - y).abs() <= rel * x.abs().max(y.abs()) + 1e-12,
-        _ => false,
-    }
-}
-
-/// Asserts two TSV texts have the same shape and cells (numbers within `rel`), comparing only
-/// the first `rows` lines when given.
-pub fn assert_tsv_close(actual: &str, expected: &str, rel: f64, rows: Option<usize>, what: &str) {
-    let (mut a, mut e) = (parse_tsv(actual), parse_tsv(expected));
-    if let Some(n) = rows {
-        a.truncate(n);
-        e.truncate(n);
-    }
-    assert_eq!(
-        a.len(),
-        e.len(),
-        "{what}: {} lines, expected {}",
-        a.len(),
-        e.len()
-    );
-    for (i, (ra, re)) in a.iter().zip(&e).enumerate() {
-        assert_eq!(
-            ra.len(),
-            re.len(),
-            "{what}: line {} has {} cells, expected {}",
-            i + 1,
-            ra.len(),
-            re.len()
-        );
-        for (ca, ce) in ra.iter().zip(re) {
-            assert!(
-                cells_match(ca, ce, rel),
-                "{what}: line {}: `{ca}` != `{ce}`\nactual:\n{actual}\nexpected:\n{expected}",
-                i + 1
-            );
-        }
-    }
 }
 
 /// A hash of every file (path and content) under `dir`, to prove a tree unchanged.

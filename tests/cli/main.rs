@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod compare;
 mod engines;
 mod errors;
 mod harness;
@@ -11,4 +12,6 @@ mod reconstruction;
 #[path = "../../src/reference_cases.rs"]
 mod reference_cases;
 mod safety;
+#[path = "../../src/tolerance.rs"]
+mod tolerance;
 mod torch_readback;

@@ -1,13 +1,10 @@
-//! Parity with ClinicaDL 1.6.1: same files, same columns and rows, floats within 1e-5 relative,
-//! same `Metrics`/`Values` rows of every metrics TSV.
+//! Parity with ClinicaDL 1.6.1: same files, same columns and rows, every value within the
+//! tolerances of `compare` (which follow from float32 error analysis, src/tolerance.rs).
 
 use std::path::Path;
 
-use crate::harness::{
-    Case, assert_tsv_close, reference_dir, repo, results_dirs, stderr, tree_digest,
-};
-
-const REL: f64 = 1e-5;
+use crate::compare::{self, Allowance, Predictions};
+use crate::harness::{Case, reference_dir, repo, results_dirs, stderr, tree_digest};
 
 /// Relative paths of every file under `dir`.
 fn files(dir: &Path) -> Vec<String> {
@@ -44,81 +41,29 @@ fn check_case(source: &Path) {
     assert!(!dirs.is_empty());
     for dir in dirs {
         let rel = dir.strip_prefix(case.maps()).unwrap();
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.path().is_dir() {
-                for file in std::fs::read_dir(entry.path()).unwrap().flatten() {
-                    let file_name = file.file_name().to_string_lossy().into_owned();
-                    let expected = expected_maps.join(rel).join(&name).join(&file_name);
-                    compare_saved_file(
-                        &file.path(),
-                        &expected,
-                        &format!("{}/{name}/{file_name}", rel.display()),
-                    );
-                }
-                continue;
-            }
-            let actual = std::fs::read_to_string(entry.path()).unwrap();
-            let expected = std::fs::read_to_string(expected_maps.join(rel).join(&name)).unwrap();
-            let what = format!("{}/{name}", rel.display());
-            if name.ends_with("_prediction.tsv") {
-                assert_tsv_close(&actual, &expected, REL, None, &what);
-            } else if name.ends_with("_metrics.tsv") {
-                assert_tsv_close(&actual, &expected, REL, Some(2), &what);
-                let shape = |t: &str| t.lines().map(|l| l.split('\t').count()).collect::<Vec<_>>();
-                assert_eq!(shape(&actual), shape(&expected), "{what}: CI rows layout");
-            } else if name == "description.log" {
-                let a: Vec<String> = placeholder(actual)
-                    .lines()
-                    .skip(1)
-                    .map(str::to_owned)
-                    .collect();
-                let e: Vec<String> = expected.lines().skip(1).map(str::to_owned).collect();
-                assert_eq!(a, e, "{what}");
-            }
-        }
+        compare::results_folder(&dir, &expected_maps.join(rel), case.settings());
+        let description =
+            |text: String| -> Vec<String> { text.lines().skip(1).map(str::to_owned).collect() };
+        assert_eq!(
+            description(placeholder(
+                std::fs::read_to_string(dir.join("description.log")).unwrap()
+            )),
+            description(
+                std::fs::read_to_string(expected_maps.join(rel).join("description.log")).unwrap()
+            ),
+            "{}/description.log",
+            rel.display()
+        );
     }
 }
 
-/// Saved tensors (`.pt`) equal within 1e-5; NIfTI images have the same voxels (their header
-/// comes from the CAPS image here, identity in ClinicaDL).
-fn compare_saved_file(actual: &Path, expected: &Path, what: &str) {
-    let (a, e, shape_a, shape_e): (Vec<f32>, Vec<f32>, Vec<usize>, Vec<usize>) =
-        if what.ends_with(".pt") {
-            let (a, e) = (
-                clinicadl_rs::torchfile::read_tensor(actual).unwrap(),
-                clinicadl_rs::torchfile::read_tensor(expected).unwrap(),
-            );
-            assert_eq!(a.requires_grad, e.requires_grad, "{what}: requires_grad");
-            (
-                a.to_f32_vec().unwrap(),
-                e.to_f32_vec().unwrap(),
-                a.shape.clone(),
-                e.shape.clone(),
-            )
-        } else if what.ends_with(".nii.gz") {
-            use nifti::{IntoNdArray, NiftiObject};
-            let read = |p: &Path| {
-                let v = nifti::ReaderOptions::new()
-                    .read_file(p)
-                    .unwrap()
-                    .into_volume()
-                    .into_ndarray::<f32>()
-                    .unwrap();
-                (v.iter().copied().collect::<Vec<f32>>(), v.shape().to_vec())
-            };
-            let ((a, sa), (e, se)) = (read(actual), read(expected));
-            (a, e, sa, se)
-        } else {
-            panic!("{what}: unexpected saved file");
-        };
-    assert_eq!(shape_a, shape_e, "{what}: shape");
-    for (i, (x, y)) in a.iter().zip(&e).enumerate() {
-        assert!(
-            (x - y).abs() <= 1e-5 * x.abs().max(y.abs()) + 1e-6,
-            "{what}: value {i}: {x} != {y}"
-        );
-    }
+/// The allowance of the element-level prediction TSV `expected` of the results folder `dir`.
+fn allowance(dir: &Path, expected: &str) -> Allowance {
+    let metric_dir = dir.parent().unwrap();
+    Allowance::of(
+        &Predictions::parse(expected),
+        compare::network_error(metric_dir),
+    )
 }
 
 #[test]
@@ -182,21 +127,11 @@ fn patch_skip_leak_check_keeps_image_level_results() {
     let out = case.predict(&["--skip_leak_check"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let dir = case.maps().join("split-0/best-loss/test");
-    for name in [
-        "test_image_level_prediction.tsv",
-        "test_image_level_metrics.tsv",
-    ] {
-        let expected =
-            std::fs::read_to_string(case.source.join("maps/split-0/best-loss/test").join(name))
-                .unwrap();
-        assert_tsv_close(
-            &std::fs::read_to_string(dir.join(name)).unwrap(),
-            &expected,
-            REL,
-            None,
-            name,
-        );
-    }
+    compare::results_folder(
+        &dir,
+        &case.source.join("maps/split-0/best-loss/test"),
+        case.settings(),
+    );
 }
 
 #[test]
@@ -313,11 +248,11 @@ fn batch_size_changes_loss_not_predictions() {
     let dir = case.maps().join("split-0/best-loss/test");
     let expected = case.source.join("maps/split-0/best-loss/test");
     let read = |p: &Path| std::fs::read_to_string(p).unwrap();
-    assert_tsv_close(
+    let theirs = read(&expected.join("test_image_level_prediction.tsv"));
+    compare::compare_predictions(
         &read(&dir.join("test_image_level_prediction.tsv")),
-        &read(&expected.join("test_image_level_prediction.tsv")),
-        REL,
-        None,
+        &theirs,
+        &allowance(&expected, &theirs),
         "batch 1",
     );
     let loss = |t: &str| -> f64 {
@@ -424,11 +359,11 @@ fn multi_cohort_group_matches_single_cohort_predictions() {
     let mut e: Vec<&str> = expected.lines().collect();
     a.sort();
     e.sort();
-    assert_tsv_close(
+    let theirs = e.join("\n");
+    compare::compare_predictions(
         &a.join("\n"),
-        &e.join("\n"),
-        REL,
-        None,
+        &theirs,
+        &allowance(&case.source.join("maps/split-0/best-loss/test"), &theirs),
         "multi-cohort predictions",
     );
 }
@@ -491,22 +426,11 @@ fn roi_on_the_fly_matches_pre_extracted_rois() {
     .unwrap();
     let out = case.predict(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let dir = case.maps().join("split-0/best-loss/test");
-    for name in [
-        "test_roi_level_prediction.tsv",
-        "test_image_level_prediction.tsv",
-    ] {
-        let expected =
-            std::fs::read_to_string(case.source.join("maps/split-0/best-loss/test").join(name))
-                .unwrap();
-        assert_tsv_close(
-            &std::fs::read_to_string(dir.join(name)).unwrap(),
-            &expected,
-            REL,
-            None,
-            name,
-        );
-    }
+    compare::results_folder(
+        &case.maps().join("split-0/best-loss/test"),
+        &case.source.join("maps/split-0/best-loss/test"),
+        case.settings(),
+    );
 }
 
 /// One element per image (`num_networks` 1) outside image mode: the image-level files are the
