@@ -48,7 +48,7 @@ pub struct PredictArgs {
     pub input_maps_directory: PathBuf,
 
     /// Name of the data group (sub-folder of `groups/` and of every `split-*/best-*/`).
-    #[arg(value_name = "DATA_GROUP")]
+    #[arg(value_name = "DATA_GROUP", value_parser = data_group_name)]
     pub data_group: String,
 
     /// Data using CAPS structure, if different from the one used during network training.
@@ -110,7 +110,7 @@ pub struct PredictArgs {
     pub selection_metrics: Vec<String>,
 
     /// Make inference on the list of given splits (repeatable; default: every trained split).
-    #[arg(short = 's', long = "split", value_name = "INTEGER", action = ArgAction::Append, help_heading = "Model selection")]
+    #[arg(short = 's', long = "split", value_name = "INTEGER", action = ArgAction::Append, allow_negative_numbers = true, value_parser = split_number, help_heading = "Model selection")]
     pub split: Vec<u32>,
 
     /// Use GPU acceleration [default].
@@ -146,11 +146,11 @@ pub struct PredictArgs {
     pub no_amp: bool,
 
     /// Number of reader threads that prepare the next batches (also `-np`).
-    #[arg(long = "n_proc", value_name = "INTEGER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=256), help_heading = "Computational resources")]
+    #[arg(long = "n_proc", value_name = "INTEGER", default_value_t = 2, allow_negative_numbers = true, value_parser = reader_threads, help_heading = "Computational resources")]
     pub n_proc: u32,
 
     /// Batch size for data loading.
-    #[arg(long = "batch_size", value_name = "INTEGER", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Computational resources")]
+    #[arg(long = "batch_size", value_name = "INTEGER", default_value_t = 8, allow_negative_numbers = true, value_parser = batch_size, help_heading = "Computational resources")]
     pub batch_size: u32,
 
     /// Check everything a run needs and print what it would do (splits, selection metrics,
@@ -173,6 +173,71 @@ impl PredictArgs {
     /// Whether the GPU is requested (`--gpu`, the default, unless `--no-gpu`).
     pub fn gpu(&self) -> bool {
         !self.no_gpu
+    }
+}
+
+/// Most reader threads `--n_proc` may ask for.
+const MAX_READER_THREADS: u32 = 256;
+
+/// An integer option's value, or why it is not one.
+fn integer(value: &str) -> Result<i64, String> {
+    value
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| format!("`{value}` is not an integer"))
+}
+
+/// `--batch_size`: a positive integer.
+fn batch_size(value: &str) -> Result<u32, String> {
+    match integer(value)? {
+        n if n >= 1 => u32::try_from(n).map_err(|_| format!("{n} is too large")),
+        n => Err(format!(
+            "the batch size is a number of elements, at least 1, not {n}"
+        )),
+    }
+}
+
+/// `--n_proc`: 0 (read on the main thread) to 256 reader threads.
+fn reader_threads(value: &str) -> Result<u32, String> {
+    match integer(value)? {
+        n if (0..=i64::from(MAX_READER_THREADS)).contains(&n) => Ok(n as u32),
+        n => Err(format!(
+            "the number of reader threads is 0 (read on the main thread) to {MAX_READER_THREADS}, not {n}"
+        )),
+    }
+}
+
+/// `--split`: a split number, 0 or more.
+fn split_number(value: &str) -> Result<u32, String> {
+    match integer(value)? {
+        n if n >= 0 => u32::try_from(n).map_err(|_| format!("{n} is too large")),
+        n => Err(format!("splits are numbered from 0 (`split-0/`), not {n}")),
+    }
+}
+
+/// `DATA_GROUP`: one plain folder name (it names `groups/<DATA_GROUP>/` and
+/// `split-*/best-*/<DATA_GROUP>/`), so that no run can write outside those folders.
+fn data_group_name(value: &str) -> Result<String, String> {
+    let problem = if value.is_empty() {
+        Some("it is empty")
+    } else if value.contains('/') || value.contains('\\') {
+        Some("it contains a path separator")
+    } else if value.starts_with('.') {
+        Some(
+            "it starts with `.` (`.` and `..` are not folders of their own; hidden names are kept for clinicadl-rs's own files)",
+        )
+    } else if value.starts_with('-') {
+        Some("it starts with `-`, which reads as an option")
+    } else if value.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(format!(
+            "a data group is named by one plain folder name, and {problem}"
+        )),
+        None => Ok(value.to_owned()),
     }
 }
 
@@ -279,6 +344,58 @@ mod tests {
             normalize_args(["clinicadl-rs", "predict", "m", "g", "-s", "x"].map(OsString::from));
         let err = Cli::try_parse_from(argv).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    /// The usage error of a command line, as clap prints it.
+    fn usage_error(args: &[&str]) -> String {
+        let argv = normalize_args(args.iter().map(OsString::from));
+        let err = Cli::try_parse_from(argv).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        err.to_string()
+    }
+
+    #[test]
+    fn negative_and_zero_values_say_which_option_and_why() {
+        let e = usage_error(&["c", "predict", "m", "g", "--batch_size", "-3"]);
+        assert!(
+            e.contains("'--batch_size <INTEGER>'") && e.contains("at least 1, not -3"),
+            "{e}"
+        );
+        let e = usage_error(&["c", "predict", "m", "g", "--batch_size", "0"]);
+        assert!(e.contains("at least 1, not 0"), "{e}");
+        let e = usage_error(&["c", "predict", "m", "g", "-np", "-1"]);
+        assert!(
+            e.contains("'--n_proc <INTEGER>'")
+                && e.contains("0 (read on the main thread) to 256, not -1"),
+            "{e}"
+        );
+        let e = usage_error(&["c", "predict", "m", "g", "-s", "-2"]);
+        assert!(e.contains("numbered from 0"), "{e}");
+        let e = usage_error(&["c", "predict", "m", "g", "--batch_size", "x"]);
+        assert!(e.contains("`x` is not an integer"), "{e}");
+    }
+
+    #[test]
+    fn a_data_group_is_one_plain_folder_name() {
+        for (group, why) in [
+            ("", "it is empty"),
+            ("../x", "path separator"),
+            ("a/b", "path separator"),
+            ("..", "starts with `.`"),
+            (".hidden", "starts with `.`"),
+        ] {
+            let e = usage_error(&["c", "predict", "m", "--", group]);
+            assert!(
+                e.contains("<DATA_GROUP>") && e.contains(why),
+                "{group}: {e}"
+            );
+        }
+        let e = usage_error(&["c", "predict", "m", "--", "-x"]);
+        assert!(e.contains("starts with `-`"), "{e}");
+        assert_eq!(
+            parse(&["c", "predict", "m", "test-AD_2"]).data_group,
+            "test-AD_2"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tch::Device;
 
 use crate::caps::cohorts::{CapsMapping, caps_mapping, load_multi_cohort_participants};
 use crate::caps::dataset::{Dataset, DatasetOptions};
-use crate::caps::participants::load_participants;
+use crate::caps::participants::{Diagnoses, load_participants};
 use crate::cli::PredictArgs;
 use crate::error::UsageError;
 use crate::maps::group::{
@@ -353,14 +353,17 @@ fn resolve_group(
         }
     }
     let diagnoses = if args.diagnoses.is_empty() {
-        maps.diagnoses.clone()
+        Diagnoses::Training {
+            diagnoses: &maps.diagnoses,
+            use_labels: args.use_labels(),
+        }
     } else {
-        args.diagnoses.clone()
+        Diagnoses::Given(&args.diagnoses)
     };
     let participants = if args.multi_cohort {
-        load_multi_cohort_participants(tsv, &diagnoses)?
+        load_multi_cohort_participants(tsv, diagnoses.wanted())?
     } else {
-        load_participants(tsv, &diagnoses)?
+        load_participants(tsv, diagnoses)?
     };
     // Checked now (1.6.1 only reads it once the group is written).
     caps_mapping(caps, args.multi_cohort)?;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use super::participants::{check_unique_sessions, load_participants};
+use super::participants::{Diagnoses, check_unique_sessions, load_participants};
 use crate::error::UsageError;
 use crate::tsv::{Cell, Table};
 
@@ -106,7 +106,8 @@ pub fn load_multi_cohort_participants(path: &Path, diagnoses: &[String]) -> Resu
             continue;
         }
         found.extend(cohort_diagnoses.iter().cloned());
-        let mut part = load_participants(Path::new(&cohort_path), &cohort_diagnoses)?;
+        let mut part =
+            load_participants(Path::new(&cohort_path), Diagnoses::Given(&cohort_diagnoses))?;
         let cohort_column = part.require_column("cohort", path)?;
         for r in &mut part.rows {
             r[cohort_column] = Cell::Str(cohort.clone());

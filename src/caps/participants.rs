@@ -1,6 +1,7 @@
 //! The participants TSV of a new data group (predict.md §4.2): a `.tsv` file, or a split folder
 //! whose parent holds `train_baseline.tsv` / `labels_baseline.tsv`; rows filtered on the
-//! `diagnosis` column; the `cohort` column set to `single`.
+//! `diagnosis` column (every row without labels when there is none); the `cohort` column set to
+//! `single`.
 //!
 //! ClinicaDL: `clinicadl.utils.maps_manager.maps_manager_utils` `load_data_test` /
 //! `load_data_test_single`.
@@ -12,8 +13,33 @@ use anyhow::{Result, bail};
 
 use crate::tsv::{Cell, Table};
 
+/// The diagnoses whose rows a new data group keeps, and where they come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Diagnoses<'a> {
+    /// Given on the command line (`--diagnoses`) or by a multi-cohort TSV: the participants TSV
+    /// must have a `diagnosis` column to filter on.
+    Given(&'a [String]),
+    /// The MAPS's training diagnoses (the default): without labels, a participants TSV without
+    /// a `diagnosis` column keeps every row (ClinicaDL 1.6.1 refuses it).
+    Training {
+        /// The diagnoses.
+        diagnoses: &'a [String],
+        /// Whether labels are used (`--use_labels`, the default).
+        use_labels: bool,
+    },
+}
+
+impl Diagnoses<'_> {
+    /// The diagnoses kept.
+    pub fn wanted(&self) -> &[String] {
+        match *self {
+            Diagnoses::Given(d) | Diagnoses::Training { diagnoses: d, .. } => d,
+        }
+    }
+}
+
 /// Loads and filters the participants of a new (single-cohort) data group.
-pub fn load_participants(path: &Path, diagnoses: &[String]) -> Result<Table> {
+pub fn load_participants(path: &Path, diagnoses: Diagnoses<'_>) -> Result<Table> {
     let (tsv_path, mut table) = if path.to_string_lossy().ends_with(".tsv") {
         let table = Table::read(path)?;
         if table.column_index("cohort").is_some() && table.column_index("path").is_some() {
@@ -45,22 +71,37 @@ pub fn load_participants(path: &Path, diagnoses: &[String]) -> Result<Table> {
     for column in ["participant_id", "session_id"] {
         table.require_column(column, &tsv_path)?;
     }
-    let diagnosis = table.column_index("diagnosis").ok_or_else(|| {
-        anyhow::anyhow!(
-            "'diagnosis' column must be present in TSV file `{}` (rows are kept when their diagnosis is one of --diagnoses)",
+    match (table.column_index("diagnosis"), diagnoses) {
+        (Some(diagnosis), _) => {
+            let wanted: BTreeSet<&str> = diagnoses.wanted().iter().map(String::as_str).collect();
+            table.rows.retain(
+                |row| matches!(&row[diagnosis], Cell::Str(s) if wanted.contains(s.as_str())),
+            );
+            if table.rows.is_empty() {
+                bail!(
+                    "diagnoses wanted {} were not found in TSV file `{}`",
+                    python_list(diagnoses.wanted()),
+                    tsv_path.display()
+                );
+            }
+        }
+        (
+            None,
+            Diagnoses::Training {
+                use_labels: false, ..
+            },
+        ) => {
+            // Without labels and without a diagnosis to filter on, every session is predicted.
+        }
+        (None, Diagnoses::Given(wanted)) => bail!(
+            "the TSV file `{}` has no `diagnosis` column, so its rows cannot be kept by diagnosis ({} asked); give no --diagnoses to keep every row (with --no_labels), or add the column",
+            tsv_path.display(),
+            python_list(wanted)
+        ),
+        (None, Diagnoses::Training { .. }) => bail!(
+            "'diagnosis' column must be present in TSV file `{}` (rows are kept when their diagnosis is one of --diagnoses, by default the MAPS's training diagnoses); with --no_labels, a TSV without it keeps every row",
             tsv_path.display()
-        )
-    })?;
-    let wanted: BTreeSet<&str> = diagnoses.iter().map(String::as_str).collect();
-    table
-        .rows
-        .retain(|row| matches!(&row[diagnosis], Cell::Str(s) if wanted.contains(s.as_str())));
-    if table.rows.is_empty() {
-        bail!(
-            "diagnoses wanted {} were not found in TSV file `{}`",
-            python_list(diagnoses),
-            tsv_path.display()
-        );
+        ),
     }
     match table.column_index("cohort") {
         Some(c) => table
@@ -119,11 +160,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("p.tsv");
         std::fs::write(&p, TSV).unwrap();
-        let t = load_participants(&p, &["AD".into(), "CN".into()]).unwrap();
+        let t = load_participants(&p, Diagnoses::Given(&["AD".into(), "CN".into()])).unwrap();
         assert_eq!(t.rows.len(), 2);
         assert_eq!(t.columns.last().unwrap(), "cohort");
         assert_eq!(t.rows[1][0], Cell::Str("sub-3".into()));
-        let e = load_participants(&p, &["XX".into()])
+        let e = load_participants(&p, Diagnoses::Given(&["XX".into()]))
             .unwrap_err()
             .to_string();
         assert!(e.contains("['XX']"), "{e}");
@@ -133,11 +174,15 @@ mod tests {
     fn split_folder_reads_parent_baseline() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("labels_baseline.tsv"), TSV).unwrap();
-        let t = load_participants(&d.path().join("split-0"), &["MCI".into()]).unwrap();
+        let t = load_participants(&d.path().join("split-0"), Diagnoses::Given(&["MCI".into()]))
+            .unwrap();
         assert_eq!(t.rows.len(), 1);
-        let e = load_participants(&d.path().join("x/split-0"), &["AD".into()])
-            .unwrap_err()
-            .to_string();
+        let e = load_participants(
+            &d.path().join("x/split-0"),
+            Diagnoses::Given(&["AD".into()]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("train_baseline.tsv"), "{e}");
     }
 
@@ -146,19 +191,36 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("p.tsv");
         std::fs::write(&p, "participant_id\tsession_id\nsub-1\tses-M000\n").unwrap();
+        let ad = ["AD".to_owned()];
+        let training = |use_labels| Diagnoses::Training {
+            diagnoses: &ad,
+            use_labels,
+        };
+        let e = load_participants(&p, training(true))
+            .unwrap_err()
+            .to_string();
         assert!(
-            load_participants(&p, &["AD".into()])
-                .unwrap_err()
-                .to_string()
-                .contains("'diagnosis' column")
+            e.contains("'diagnosis' column") && e.contains("--no_labels"),
+            "{e}"
         );
+        let e = load_participants(&p, Diagnoses::Given(&["AD".into()]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("has no `diagnosis` column") && e.contains("['AD']"),
+            "{e}"
+        );
+        // Without labels nor --diagnoses, every row is kept.
+        let t = load_participants(&p, training(false)).unwrap();
+        assert_eq!(t.rows.len(), 1);
+        assert_eq!(t.columns, ["participant_id", "session_id", "cohort"]);
         std::fs::write(
             &p,
             "participant_id\tsession_id\tdiagnosis\nsub-1\tses-M000\tAD\nsub-1\tses-M000\tAD\n",
         )
         .unwrap();
         assert!(
-            load_participants(&p, &["AD".into()])
+            load_participants(&p, Diagnoses::Given(&["AD".into()]))
                 .unwrap_err()
                 .to_string()
                 .contains("more than once")

@@ -686,6 +686,106 @@ fn batch_size_zero_is_a_usage_error() {
 }
 
 #[test]
+fn negative_values_name_the_option_and_why() {
+    for (option, value, needle) in [
+        (
+            "--batch_size",
+            "-3",
+            "invalid value '-3' for '--batch_size <INTEGER>': the batch size is a number of elements, at least 1, not -3",
+        ),
+        (
+            "-np",
+            "-1",
+            "invalid value '-1' for '--n_proc <INTEGER>': the number of reader threads is 0 (read on the main thread) to 256, not -1",
+        ),
+        (
+            "-s",
+            "-1",
+            "invalid value '-1' for '--split <INTEGER>': splits are numbered from 0",
+        ),
+    ] {
+        expect_failure(|_| {}, None, &[option, value], 2, &[needle]);
+    }
+}
+
+#[test]
+fn data_group_must_be_a_plain_folder_name() {
+    for group in ["../escape", "a/b", ".", "..", ".hidden", ""] {
+        expect_failure(
+            |_| {},
+            args(&[
+                "--no-gpu",
+                "--caps_directory",
+                "{case}/caps",
+                "--participants_tsv",
+                "{case}/tsv/split/test_baseline.tsv",
+                "--",
+                "{case}/maps",
+                group,
+            ]),
+            &[],
+            2,
+            &["for '<DATA_GROUP>': a data group is named by one plain folder name"],
+        );
+    }
+}
+
+/// Without labels, a participants TSV without a `diagnosis` column keeps every row
+/// (aramis-lab/clinicadl#481); `--diagnoses` then cannot filter and is refused.
+#[test]
+fn no_labels_keeps_every_row_of_a_tsv_without_diagnosis() {
+    let case = Case::prepare(&repo().join("examples/image_classification"), "test");
+    let all = std::fs::read_to_string(case.dir.join("tsv/split/test_baseline.tsv")).unwrap();
+    let sessions: Vec<String> = all
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').take(2).collect::<Vec<_>>().join("\t"))
+        .collect();
+    std::fs::write(
+        case.dir.join("tsv/nodx.tsv"),
+        format!("participant_id\tsession_id\n{}\n", sessions.join("\n")),
+    )
+    .unwrap();
+    let maps = case.maps();
+    let command = |extra: &[&str]| {
+        let mut all = vec![
+            "predict",
+            maps.to_str().unwrap(),
+            "nodx",
+            "--caps_directory",
+            "caps",
+            "--participants_tsv",
+            "tsv/nodx.tsv",
+            "--no-gpu",
+            "--no_labels",
+            "-s",
+            "0",
+        ];
+        all.extend(extra);
+        run(&all, &case.dir)
+    };
+    // --diagnoses asks for a filter the TSV cannot give: refused, nothing written.
+    let before = tree_digest(&maps);
+    let out = command(&["-d", "AD"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nodx.tsv` has no `diagnosis` column, so its rows cannot be kept by diagnosis (['AD'] asked)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(tree_digest(&maps) == before, "the MAPS changed");
+    // Without it: every session (the MCI one too, which the training diagnoses would drop).
+    let out = command(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let predicted = std::fs::read_to_string(
+        maps.join("split-0/best-loss/nodx/nodx_image_level_prediction.tsv"),
+    )
+    .unwrap();
+    assert_eq!(predicted.lines().count() - 1, sessions.len(), "{predicted}");
+    assert!(sessions.len() > 10, "the example's TSV has an MCI row");
+}
+
+#[test]
 fn nan_values_warn_and_run() {
     let case = Case::prepare(&repo().join("examples/image_classification"), "test");
     let mut data = vec![0.5f32; 17 * 21 * 19];
