@@ -527,3 +527,51 @@ fn image_of_another_shape_is_refused_up_front_when_slices_are_cut() {
         ],
     );
 }
+
+/// Every results file of the group `test` in a MAPS, read whole (but `description.log`, which
+/// holds the time of the run and the CAPS path).
+fn result_bytes(maps: &Path) -> Vec<(String, Vec<u8>)> {
+    tree_digest(maps)
+        .into_iter()
+        .filter(|(p, c)| {
+            let p = p.to_string_lossy();
+            c != b"<dir>"
+                && p.starts_with("split-")
+                && p.contains("/test/")
+                && !p.ends_with("description.log")
+        })
+        .map(|(p, c)| (p.to_string_lossy().into_owned(), c))
+        .collect()
+}
+
+/// Same machine, same options: the same bytes, whatever the number of reader threads (image
+/// mode, and patches voted into images).
+#[test]
+fn the_same_run_gives_the_same_bytes_whatever_n_proc() {
+    for source in [
+        repo().join("examples/image_classification"),
+        fixture("patch_multinetwork"),
+    ] {
+        let mut outputs = Vec::new();
+        for n_proc in ["0", "1", "3"] {
+            let case = Case::prepare(&source, "test");
+            let out = case.predict(&["-np", n_proc]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            outputs.push((n_proc, result_bytes(&case.maps())));
+        }
+        let (_, first) = &outputs[0];
+        assert!(first.iter().any(|(p, _)| p.ends_with("_prediction.tsv")));
+        for (n_proc, files) in &outputs[1..] {
+            let names =
+                |f: &[(String, Vec<u8>)]| f.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+            assert_eq!(names(files), names(first), "{}", source.display());
+            for ((path, bytes), (_, want)) in files.iter().zip(first) {
+                assert!(
+                    bytes == want,
+                    "{}: {path} differs between -np 0 and -np {n_proc}",
+                    source.display()
+                );
+            }
+        }
+    }
+}
