@@ -296,7 +296,7 @@ impl Problems {
 
     /// An error with its causes, on one line (its own lists indented below it).
     fn push_error(&mut self, error: &anyhow::Error) {
-        self.push(format!("{error:#}"));
+        self.push(crate::ui::one_line(error));
     }
 
     /// Fails with every problem, when there is one.

@@ -36,13 +36,28 @@ pub fn debug(message: &str) {
     }
 }
 
+/// The messages of an error and of its causes, each once: a cause whose text an earlier message
+/// already holds (an error that prints its source, which the chain then lists again) is left out.
+pub fn error_messages(error: &anyhow::Error) -> Vec<String> {
+    let mut messages: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !messages.iter().any(|m| m.contains(&text)) {
+            messages.push(text);
+        }
+    }
+    messages
+}
+
+/// An error and its causes on one line, `a: b: c`, each message once.
+pub fn one_line(error: &anyhow::Error) -> String {
+    error_messages(error).join(": ")
+}
+
 /// Prints an error and its chain of causes once, with a hint when one helps.
 pub fn print_error(error: &anyhow::Error, hint: Option<&str>) {
-    let mut text = format!("error: {error}");
-    for cause in error.chain().skip(1) {
-        text.push_str(&format!("\n  caused by: {cause}"));
-    }
-    eprintln!("{text}");
+    let messages = error_messages(error);
+    eprintln!("error: {}", messages.join("\n  caused by: "));
     if let Some(hint) = hint {
         eprintln!("hint: {hint}");
     }
@@ -162,6 +177,31 @@ mod tests {
         assert_eq!(bullet_list(&problems[..2]), "  * problem 0\n  * problem 1");
         assert_eq!(count_problems(1), "1 problem");
         assert_eq!(count_problems(3), "3 problems");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("`maps.json` is not valid JSON: {source}")]
+    struct Parse {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_its_error_is_printed_once() {
+        let source = std::io::Error::other("EOF while parsing");
+        let error = anyhow::Error::new(Parse { source }).context("cannot open the MAPS");
+        assert_eq!(
+            error_messages(&error),
+            [
+                "cannot open the MAPS",
+                "`maps.json` is not valid JSON: EOF while parsing"
+            ]
+        );
+        assert_eq!(
+            one_line(&error),
+            "cannot open the MAPS: `maps.json` is not valid JSON: EOF while parsing"
+        );
+        let plain = anyhow::anyhow!("no such file").context("cannot read `x`");
+        assert_eq!(error_messages(&plain), ["cannot read `x`", "no such file"]);
     }
 
     #[test]

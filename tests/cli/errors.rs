@@ -161,6 +161,20 @@ fn invalid_maps_json() {
     );
 }
 
+/// An error that prints its cause is not followed by that cause again.
+#[test]
+fn a_cause_is_printed_once() {
+    let case = Case::prepare(&repo().join("examples/image_classification"), "test");
+    std::fs::write(case.maps().join("maps.json"), "{").unwrap();
+    let before = tree_digest(&case.maps());
+    let out = case.predict(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("EOF while parsing").count(), 1, "{err}");
+    assert!(!err.contains("caused by"), "{err}");
+    assert!(tree_digest(&case.maps()) == before, "the MAPS changed");
+}
+
 #[test]
 fn unknown_architecture() {
     expect_failure(
