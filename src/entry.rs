@@ -14,6 +14,10 @@ use crate::{error, ui};
 /// The engine's `main`: parses the command line, runs it, and turns the outcome into an exit
 /// code (see [`crate::error`]).
 pub fn main() -> ExitCode {
+    if !crate::supervision::follow_the_front() {
+        // The command that started this engine is gone: nobody waits for this run.
+        return ExitCode::from(error::EXIT_FAILURE as u8);
+    }
     let cli = match Cli::try_parse_from(normalize_args(std::env::args_os())) {
         Ok(cli) => cli,
         Err(e) => {
@@ -47,10 +51,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Milliseconds since this process started (the `clinicadl-rs` command, which execs the engine:
-/// loading libtorch is included), from `/proc` (10 ms resolution); `None` where unavailable.
+/// Milliseconds since the run started (the `clinicadl-rs` command that started this engine, or
+/// this process: loading libtorch is included), from `/proc` (10 ms resolution); `None` where
+/// unavailable.
 fn ms_since_process_start() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{}/stat", crate::supervision::run_pid())).ok()?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let after = &stat[stat.rfind(')')? + 1..];
     let start_ticks: f64 = after.split_whitespace().nth(19)?.parse().ok()?;

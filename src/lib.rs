@@ -30,6 +30,7 @@ pub mod predict;
 #[cfg(test)]
 pub(crate) mod reference_cases;
 pub mod rows;
+pub mod supervision;
 #[cfg(test)]
 pub(crate) mod tolerance;
 pub mod torchfile;

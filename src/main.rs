@@ -1,22 +1,27 @@
 //! The `clinicadl-rs` command: parses the command line (ClinicaDL's options, `--help`, usage
-//! errors) without loading libtorch, which takes 0.3 to 0.5 s to load, then hands a valid
-//! command over to an engine installed beside it by `exec`, so the process, its pid and its exit
-//! code stay the same: `clinicadl-rs-engine-cpu` (libtorch without CUDA, faster to start) for
-//! `--no-gpu` runs, `clinicadl-rs-engine` otherwise. `CLINICADL_RS_ENGINE` overrides the
-//! engine's path.
+//! errors) without loading libtorch, which takes 0.3 to 0.5 s to load, then runs a valid command
+//! in an engine installed beside it: `clinicadl-rs-engine-cpu` (libtorch without CUDA, faster to
+//! start) for `--no-gpu` runs, `clinicadl-rs-engine` otherwise (`CLINICADL_RS_ENGINE` overrides
+//! the engine's path). The command stays the engine's parent (see `supervision.rs`): it forwards
+//! the signals it receives, exits with the engine's exit code, and turns a death by signal into a
+//! clear error, above all SIGBUS (a checkpoint truncated or rewritten while the run maps it).
 //!
 //! This binary must not use the library crate (that would link libtorch); it compiles `cli.rs`
-//! on its own.
+//! and `supervision.rs` on its own.
 
 #[path = "cli.rs"]
 #[allow(dead_code)]
 mod cli;
+#[path = "supervision.rs"]
+#[allow(dead_code)]
+mod supervision;
 
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus};
 
 use clap::Parser;
+use nix::sys::signal::Signal;
 
 /// The engine for `cli`: CUDA's libraries are only loaded for runs that may use the GPU.
 fn engine_path(cli: &cli::Cli) -> Option<PathBuf> {
@@ -69,10 +74,111 @@ fn main() -> ExitCode {
             .env("MALLOC_MMAP_MAX_", "0")
             .env("MALLOC_TRIM_THRESHOLD_", "18446744073709551615");
     }
-    let error = command.exec();
-    eprintln!(
-        "error: cannot run the engine `{}`: {error}\nhint: clinicadl-rs-engine and clinicadl-rs-engine-cpu must be installed in the same folder as clinicadl-rs (or set CLINICADL_RS_ENGINE)",
-        engine.display()
-    );
-    ExitCode::from(1)
+    // Signals that stop a run (Ctrl-C, a scheduler's SIGTERM or SIGUSR1 before its time limit)
+    // reach the engine; registered before the engine starts, so that none is lost.
+    let forwarded = [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ];
+    let mut signals = match signal_hook::iterator::Signals::new(forwarded.map(|s| s as i32)) {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("error: cannot handle signals: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    // The engine lists the files it maps here (absent: they are not named on SIGBUS).
+    let mapped = tempfile::Builder::new()
+        .prefix(".clinicadl-rs-mapped-")
+        .tempfile()
+        .ok();
+    command.env(supervision::FRONT_PID, std::process::id().to_string());
+    if let Some(mapped) = &mapped {
+        command.env(supervision::MAPPED_FILES, mapped.path());
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            eprintln!(
+                "error: cannot run the engine `{}`: {error}\nhint: clinicadl-rs-engine and clinicadl-rs-engine-cpu must be installed in the same folder as clinicadl-rs (or set CLINICADL_RS_ENGINE)",
+                engine.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let engine_pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if let Ok(signal) = Signal::try_from(signal) {
+                let _ = nix::sys::signal::kill(engine_pid, signal);
+            }
+        }
+    });
+    let status = loop {
+        match child.wait() {
+            Ok(status) => break status,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                eprintln!("error: lost track of the engine: {error}");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    exit_code(status, mapped.as_ref().map(|m| m.path()))
+}
+
+/// The command's exit code for the engine's `status`: the engine's own code, or, when a signal
+/// ended it, an error saying what that means and the shell's code for it (128 + signal), but 1
+/// for SIGBUS, a runtime error.
+#[allow(clippy::print_stderr)]
+fn exit_code(status: ExitStatus, mapped: Option<&Path>) -> ExitCode {
+    if let Some(code) = status.code() {
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    let Some(number) = status.signal() else {
+        return ExitCode::from(1);
+    };
+    let signal = Signal::try_from(number)
+        .map_or_else(|_| format!("signal {number}"), |s| s.as_str().to_owned());
+    let whole = "every result set written before it is whole, the one in progress was not written";
+    match Signal::try_from(number) {
+        Ok(Signal::SIGBUS) => {
+            let files = mapped
+                .and_then(|m| std::fs::read_to_string(m).ok())
+                .unwrap_or_default();
+            let mut files: Vec<&str> = files.lines().collect();
+            files.dedup();
+            let named = if files.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ": {}",
+                    files
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            eprintln!(
+                "error: the run stopped (SIGBUS): a file it reads through a memory map was truncated or rewritten while it ran{named}\nhint: a checkpoint must not change during a prediction (is a training still writing this MAPS?); run the command again once it is complete: {whole}"
+            );
+            ExitCode::from(1)
+        }
+        Ok(Signal::SIGINT | Signal::SIGPIPE) => ExitCode::from((128 + number).clamp(0, 255) as u8),
+        Ok(Signal::SIGKILL) => {
+            eprintln!(
+                "error: the run was killed ({signal}), most often by the out-of-memory killer or a job scheduler's limit; {whole}\nhint: with little memory, a smaller --batch_size or --n_proc needs less"
+            );
+            ExitCode::from((128 + number).clamp(0, 255) as u8)
+        }
+        _ => {
+            eprintln!("error: the run was stopped by {signal}; {whole}");
+            ExitCode::from((128 + number).clamp(0, 255) as u8)
+        }
+    }
 }

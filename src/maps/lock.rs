@@ -1,6 +1,6 @@
 //! A lock per MAPS and data group, so that two runs predicting the same group at once cannot
-//! interleave their writes: `MAPS/.clinicadl-rs-<group>.lock` holds the owner's pid, host, start
-//! time and command line. A second run fails at once naming the holder; the lock of a process
+//! interleave their writes: `MAPS/.clinicadl-rs-<group>.lock` holds the owner's pid (the
+//! `clinicadl-rs` command's, see `supervision`), host, start time and command line. A second run fails at once naming the holder; the lock of a process
 //! that no longer exists (killed, crashed) is recovered.
 
 use std::io::Write;
@@ -87,7 +87,7 @@ fn owner() -> String {
     let command: Vec<String> = std::env::args().collect();
     format!(
         "pid={}\nhost={}\nstarted={}\ncommand={}\n",
-        std::process::id(),
+        crate::supervision::run_pid(),
         hostname(),
         chrono::Local::now().format("%Y-%m-%d %H:%M:%S"),
         command.join(" ")
@@ -100,7 +100,7 @@ fn owner() -> String {
 /// without hard links, the lock is created empty and then written.
 fn create_with_owner(path: &Path) -> std::io::Result<()> {
     let mut name = path.as_os_str().to_owned();
-    name.push(format!(".{}", std::process::id()));
+    name.push(format!(".{}", crate::supervision::run_pid()));
     let draft = PathBuf::from(name);
     std::fs::write(&draft, owner())?;
     let linked = std::fs::hard_link(&draft, path);
@@ -144,7 +144,7 @@ fn remove_stale_drafts(lock: &Path) {
         let pid = file
             .strip_prefix(&prefix)
             .and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|pid| pid != std::process::id() && !pid_alive(pid)) {
+        if pid.is_some_and(|pid| pid != crate::supervision::run_pid() && !pid_alive(pid)) {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -108,6 +108,8 @@ impl StateDict {
                     );
                 }
                 let verify = checked != Some(&stamp);
+                // Truncating the file from now on kills the run with SIGBUS: the command names it.
+                crate::supervision::record_mapped_file(path);
                 Ok(StateDict::with(
                     path,
                     shapes,

@@ -12,6 +12,7 @@ mod reconstruction;
 #[path = "../../src/reference_cases.rs"]
 mod reference_cases;
 mod safety;
+mod supervision;
 #[path = "../../src/tolerance.rs"]
 mod tolerance;
 mod torch_readback;
