@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     command.args(&args[1..]);
     // glibc returns every large block (an activation of hundreds of MB) to the kernel when freed,
     // so each layer maps fresh pages that fault and are zeroed again: keep freed memory instead
-    // (no mmap for large blocks, no trimming). Set before exec, as glibc reads them at start-up;
+    // (no mmap for large blocks, no trimming). Set before the engine starts, as glibc reads them at start-up;
     // a user's own settings, or CLINICADL_RS_MALLOC=default, win.
     let tuned = std::env::var_os("CLINICADL_RS_MALLOC").is_none_or(|v| v != "default");
     if tuned
@@ -73,6 +73,12 @@ fn main() -> ExitCode {
         command
             .env("MALLOC_MMAP_MAX_", "0")
             .env("MALLOC_TRIM_THRESHOLD_", "18446744073709551615");
+    }
+    // libtorch's OpenMP threads spin between parallel regions by default; beside the reader
+    // threads, on few cores, that made the forward passes of small networks up to 17 times slower
+    // (bench/RESULTS.md). They sleep instead, unless the user chose otherwise.
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+        command.env("OMP_WAIT_POLICY", "PASSIVE");
     }
     // Signals that stop a run (Ctrl-C, a scheduler's SIGTERM or SIGUSR1 before its time limit)
     // reach the engine; registered before the engine starts, so that none is lost.

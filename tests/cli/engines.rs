@@ -47,3 +47,40 @@ fn a_deleted_current_folder_is_a_clear_error() {
     );
     assert!(!case.maps().join("groups/test").exists());
 }
+
+/// The engine starts with OpenMP threads that sleep between parallel regions (spinning ones made
+/// small networks many times slower beside the reader threads) and glibc keeping freed memory,
+/// unless the user set these variables.
+#[test]
+fn the_engine_gets_the_tuned_environment_unless_the_user_set_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = tmp.path().join("engine.sh");
+    std::fs::write(
+        &engine,
+        "#!/bin/sh\necho \"omp=$OMP_WAIT_POLICY mmap=$MALLOC_MMAP_MAX_\" >&2\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&engine, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = |vars: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(crate::harness::binary());
+        command
+            .args(["predict", "maps", "test", "--no-gpu"])
+            .env("CLINICADL_RS_ENGINE", &engine)
+            .env_remove("OMP_WAIT_POLICY")
+            .env_remove("MALLOC_MMAP_MAX_")
+            .env_remove("MALLOC_TRIM_THRESHOLD_");
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        stderr(&command.output().unwrap())
+    };
+    assert_eq!(run(&[]).trim(), "omp=PASSIVE mmap=0");
+    assert_eq!(
+        run(&[("OMP_WAIT_POLICY", "ACTIVE")]).trim(),
+        "omp=ACTIVE mmap=0"
+    );
+    assert_eq!(
+        run(&[("CLINICADL_RS_MALLOC", "default")]).trim(),
+        "omp=PASSIVE mmap="
+    );
+}
