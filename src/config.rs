@@ -22,10 +22,8 @@ use crate::maps::group::{
 };
 use crate::maps::json::{MapsJson, Task, read_maps_json};
 use crate::maps::layout::{MapsLayout, is_training_group};
-use crate::networks::Family;
-use crate::networks::vae::VAE_LOSSES;
-use crate::predict::engine::{Criterion, EngineOptions};
-use crate::predict::loss::Loss;
+use crate::networks::{Family, Model};
+use crate::predict::engine::EngineOptions;
 use crate::torchfile::FileStamp;
 
 /// What happens to the data group definition.
@@ -66,6 +64,8 @@ pub struct PredictConfig {
     pub layout: MapsLayout,
     /// Its completed `maps.json`.
     pub maps: MapsJson,
+    /// Its network and criterion, checked.
+    pub model: Model,
     /// The data group name.
     pub group: String,
     /// What to do with the group definition.
@@ -111,7 +111,7 @@ pub fn resolve_device(args: &PredictArgs) -> Result<Device> {
     }
 }
 
-fn check_unsupported_options(args: &PredictArgs, maps: &MapsJson) -> Result<()> {
+fn check_unsupported_options(args: &PredictArgs, maps: &MapsJson, model: &Model) -> Result<()> {
     if maps.task != Task::Reconstruction {
         if args.save_tensor {
             return Err(UsageError::new(
@@ -126,7 +126,7 @@ fn check_unsupported_options(args: &PredictArgs, maps: &MapsJson) -> Result<()> 
             .into());
         }
     }
-    if args.save_latent_tensor && crate::networks::spec(maps)?.family() != Family::Vae {
+    if args.save_latent_tensor && model.spec.family() != Family::Vae {
         return Err(UsageError::new(format!(
             "--save_latent_tensor needs a variational autoencoder (Vanilla3DdenseVAE or the CVAE_3D family), and this MAPS's network is {} (ClinicaDL 1.6.1 fails after writing the TSVs)",
             maps.architecture
@@ -134,46 +134,6 @@ fn check_unsupported_options(args: &PredictArgs, maps: &MapsJson) -> Result<()> 
         .into());
     }
     Ok(())
-}
-
-/// The criterion of `maps.json` `loss` for this MAPS's task and network (predict.md §8.5).
-fn resolve_criterion(maps: &MapsJson) -> Result<Criterion> {
-    if maps.task != Task::Reconstruction {
-        return Ok(Criterion::Supervised(Loss::from_name(
-            maps.task,
-            maps.loss.as_deref(),
-        )?));
-    }
-    let name = maps.loss.clone().unwrap_or_else(|| "MSELoss".to_owned());
-    let is_vae_loss = VAE_LOSSES.contains(&name.as_str());
-    if !is_vae_loss {
-        // A plain criterion must be one of ClinicaDL's reconstruction losses.
-        Loss::from_name(Task::Reconstruction, Some(&name)).map_err(|_| {
-            let mut allowed: Vec<String> = crate::predict::loss::REGRESSION
-                .iter()
-                .chain(VAE_LOSSES.iter())
-                .map(|n| format!("'{n}'"))
-                .collect();
-            allowed.dedup();
-            anyhow::anyhow!(
-                "maps.json `loss` is `{name}`: Reconstruction loss must be chosen in [{}]",
-                allowed.join(", ")
-            )
-        })?;
-    }
-    let family = crate::networks::spec(maps)?.family();
-    match (family, is_vae_loss) {
-        (Family::Vae, false) if maps.architecture != "CVAE_3D" => bail!(
-            "maps.json `loss` is `{name}`, but {} needs a VAE loss ({})",
-            maps.architecture,
-            VAE_LOSSES.join(", ")
-        ),
-        (Family::Autoencoder | Family::UNet, true) => bail!(
-            "maps.json `loss` is `{name}`, a VAE loss, but {} is not a variational autoencoder",
-            maps.architecture
-        ),
-        _ => Ok(Criterion::Reconstruction(name)),
-    }
 }
 
 /// Splits to run: `--split` values (each must be trained: the others are problems), else
@@ -228,6 +188,7 @@ fn resolve_splits(
 fn resolve_metrics(
     layout: &MapsLayout,
     maps: &MapsJson,
+    model: &Model,
     split: u32,
     requested: &[String],
     problems: &mut Problems,
@@ -271,7 +232,7 @@ fn resolve_metrics(
                 ));
                 continue;
             }
-            match crate::networks::check_checkpoint(maps, &checkpoint) {
+            match crate::networks::check_checkpoint(&model.spec, &checkpoint) {
                 Ok(stamp) => {
                     checkpoints.insert(checkpoint, stamp);
                 }
@@ -450,9 +411,8 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
     let device = resolve_device(args)?;
     let layout = MapsLayout::new(maps_dir);
     let maps = read_maps_json(maps_dir)?;
-    check_unsupported_options(args, &maps)?;
-    crate::networks::check_architecture(&maps)?;
-    let criterion = resolve_criterion(&maps)?;
+    let model = Model::resolve(&maps)?;
+    check_unsupported_options(args, &maps, &model)?;
     let label = args.label.clone().or_else(|| maps.label.clone());
     let mut problems = Problems::default();
     let splits = resolve_splits(&layout, &args.split, &mut problems)?;
@@ -463,6 +423,7 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
         let (selection_metrics, checkpoints) = resolve_metrics(
             &layout,
             &maps,
+            &model,
             split,
             &args.selection_metrics,
             &mut problems,
@@ -541,7 +502,7 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
         n_proc: args.n_proc as usize,
         use_labels,
         task: maps.task,
-        criterion,
+        criterion: model.criterion,
         // On the CPU, whole 3D images go through the network one at a time: the activations of
         // a batch of full-size images take gigabytes, and throughput does not depend on it.
         micro_batch: (device == Device::Cpu
@@ -551,6 +512,7 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
     Ok(PredictConfig {
         layout,
         maps,
+        model,
         group: args.data_group.clone(),
         group_action,
         runs,

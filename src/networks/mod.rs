@@ -1,9 +1,8 @@
 //! The networks of ClinicaDL, rebuilt on libtorch with their weights loaded strictly from a
-//! checkpoint by PyTorch state_dict key (networks.md). One `match` on the architecture name
-//! turns `maps.json` into a checked [`Spec`] (before any file is read), and one `match` on the
-//! spec builds the [`Network`]; forward passes run in evaluation mode. This file also owns the
-//! reconstruction losses, which depend on the network family; the classification and regression
-//! criteria live in `predict/loss.rs`.
+//! checkpoint by PyTorch state_dict key. [`architecture`] is the registry of names; one `match`
+//! on the [`Architecture`] turns `maps.json` into a checked [`Spec`] (before any file is read),
+//! [`Model::resolve`] adds its [`Criterion`] (`loss.rs`), and one `match` on the spec builds the
+//! [`Network`]; forward passes run in evaluation mode.
 //!
 //! One file per family: `cnn.rs` (Conv5_FC3, Conv4_FC3, Stride_Conv5_FC3), `resnet.rs`
 //! (resnet18, ResNet3D, SqueezeExcitationCNN), `random.rs` (RandomArchitecture),
@@ -13,9 +12,11 @@
 //! ClinicaDL: `clinicadl.utils.network` (the classes) and
 //! `clinicadl.utils.maps_manager.MapsManager._init_model` (constructor arguments from maps.json).
 
+pub mod architecture;
 pub mod autoencoder;
 pub mod cnn;
 pub mod layers;
+pub mod loss;
 pub mod random;
 pub mod resnet;
 pub mod state_dict;
@@ -29,11 +30,12 @@ mod parity_tests;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
 use tch::{Device, TchError, Tensor};
 
+pub use architecture::{Architecture, Family};
+pub use loss::Criterion;
+
 use crate::maps::json::{MapsJson, Task};
-use crate::predict::loss::Loss;
 use crate::torchfile::FileStamp;
 use autoencoder::Autoencoder;
 use cnn::{Cnn, CnnKind};
@@ -42,62 +44,7 @@ use random::{RandomArchitecture, RandomSpec};
 use resnet::{ResNet3D, ResNet3DKind, ResNet18};
 use state_dict::StateDict;
 use unet::GeneratorUNet;
-use vae::{Combination, Cvae, CvaeKind, DenseVaeSpec, VaeLoss, Vanilla3DdenseVae};
-
-/// Architectures ClinicaDL 1.6.1 defines but that cannot be used for prediction.
-const UNUSABLE: &[(&str, &str)] = &[
-    (
-        "CAE_half",
-        "its constructor always fails in ClinicaDL 1.6.1, so no MAPS can contain a trained one",
-    ),
-    (
-        "Vanilla3DspacialVAE",
-        "its constructor always fails in ClinicaDL 1.6.1",
-    ),
-    (
-        "VanillaDenseVAE",
-        "its constructor always fails in ClinicaDL 1.6.1",
-    ),
-    (
-        "VanillaSpatialVAE",
-        "its constructor always fails in ClinicaDL 1.6.1",
-    ),
-    (
-        "Conv5_FC3_SSDA",
-        "semi-supervised domain adaptation networks are not supported by predict",
-    ),
-];
-
-/// Every architecture clinicadl-rs runs, in networks.md order.
-pub const SUPPORTED: &[&str] = &[
-    "Conv5_FC3",
-    "Conv4_FC3",
-    "Stride_Conv5_FC3",
-    "resnet18",
-    "ResNet3D",
-    "SqueezeExcitationCNN",
-    "RandomArchitecture",
-    "AE_Conv5_FC3",
-    "AE_Conv4_FC3",
-    "Vanilla3DdenseVAE",
-    "CVAE_3D",
-    "CVAE_3D_half",
-    "CVAE_3D_final_conv",
-    "GeneratorUNet",
-];
-
-/// The family of a network: what its output is and how its loss is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// Classification/regression CNNs: logits `[B, output_size]`.
-    Cnn,
-    /// Autoencoders: a reconstruction, loss `criterion(reconstruction, input)`.
-    Autoencoder,
-    /// Variational autoencoders: a reconstruction, mu and logvar; three loss components.
-    Vae,
-    /// GeneratorUNet: a reconstruction, loss `criterion(reconstruction, input)`.
-    UNet,
-}
+use vae::{Cvae, CvaeKind, DenseVaeSpec, Vanilla3DdenseVae};
 
 /// A network described by `maps.json`, checked, before any tensor exists.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,8 +71,10 @@ pub enum Spec {
     ResNet3D(ResNet3DKind),
     /// RandomArchitecture.
     Random(RandomSpec),
-    /// AE_Conv5_FC3, AE_Conv4_FC3.
+    /// AE_Conv5_FC3, AE_Conv4_FC3 (the same network).
     Autoencoder {
+        /// Which name `maps.json` gives it.
+        architecture: Architecture,
         /// 2D or 3D.
         dim: Dim,
         /// `input_size`.
@@ -158,6 +107,48 @@ impl Spec {
             Spec::UNet => Family::UNet,
         }
     }
+
+    /// The architecture described.
+    pub fn architecture(&self) -> Architecture {
+        match self {
+            Spec::Cnn { kind, .. } => match kind {
+                CnnKind::Conv5Fc3 => Architecture::Conv5Fc3,
+                CnnKind::Conv4Fc3 => Architecture::Conv4Fc3,
+                CnnKind::StrideConv5Fc3 => Architecture::StrideConv5Fc3,
+            },
+            Spec::ResNet18 { .. } => Architecture::ResNet18,
+            Spec::ResNet3D(ResNet3DKind::ResNet3D) => Architecture::ResNet3D,
+            Spec::ResNet3D(ResNet3DKind::SqueezeExcitation) => Architecture::SqueezeExcitationCnn,
+            Spec::Random(_) => Architecture::RandomArchitecture,
+            Spec::Autoencoder { architecture, .. } => *architecture,
+            Spec::DenseVae(_) => Architecture::Vanilla3DdenseVae,
+            Spec::Cvae { kind, .. } => match kind {
+                CvaeKind::Full => Architecture::Cvae3D,
+                CvaeKind::Half => Architecture::Cvae3DHalf,
+                CvaeKind::FinalConv => Architecture::Cvae3DFinalConv,
+            },
+            Spec::UNet => Architecture::GeneratorUNet,
+        }
+    }
+}
+
+/// The network of `maps.json`, checked: what to build, and the loss of its batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// The network.
+    pub spec: Spec,
+    /// Its criterion.
+    pub criterion: Criterion,
+}
+
+impl Model {
+    /// Checks that clinicadl-rs can run the network of `maps.json` with its loss, before any
+    /// file is read.
+    pub fn resolve(maps: &MapsJson) -> Result<Model> {
+        let spec = spec(maps)?;
+        let criterion = Criterion::resolve(maps, &spec)?;
+        Ok(Model { spec, criterion })
+    }
 }
 
 #[derive(Debug)]
@@ -175,7 +166,7 @@ enum Inner {
 /// A network ready for inference.
 #[derive(Debug)]
 pub struct Network {
-    architecture: String,
+    architecture: Architecture,
     family: Family,
     inner: Inner,
 }
@@ -245,118 +236,51 @@ impl Network {
         self.family() != Family::Cnn
     }
 
-    /// The architecture name of `maps.json`.
-    pub fn architecture(&self) -> &str {
-        &self.architecture
+    /// The architecture.
+    pub fn architecture(&self) -> Architecture {
+        self.architecture
     }
 
     /// The loss of a reconstruction batch, as ClinicaDL's `compute_outputs_and_loss` reports
-    /// it: `[("loss", l)]` for autoencoders and the U-Net (the criterion `loss_name` applied to
-    /// `(reconstruction, input)`, mean reduction); `loss`, `recon_loss`, `kl_loss` for VAEs,
-    /// from a VAE criterion weighted by `maps.json` `recons_weight` and `kl_weight` (CVAE_3D:
-    /// its own loss whatever the criterion). Each value is a float32 scalar tensor.
+    /// it: `[("loss", l)]` for autoencoders and the U-Net (a plain criterion applied to
+    /// `(reconstruction, input)`, mean reduction); `loss`, `recon_loss`, `kl_loss` for VAEs.
+    /// Each value is a float32 scalar tensor. The criterion suits the network: [`Model::resolve`]
+    /// checked it.
     pub fn reconstruction_loss(
         &self,
         f: &Forward,
         input: &Tensor,
-        loss_name: &str,
-        maps: &MapsJson,
+        criterion: &Criterion,
     ) -> Result<Vec<(String, Tensor)>> {
-        let architecture = &self.architecture;
-        let vae_loss = VaeLoss::from_name(loss_name);
+        let architecture = self.architecture;
         let latent = || -> Result<(&Tensor, &Tensor)> {
             match (&f.mu, &f.logvar) {
                 (Some(mu), Some(logvar)) => Ok((mu, logvar)),
                 _ => bail!("the forward pass of {architecture} gave no latent distribution"),
             }
         };
-        match (&self.inner, vae_loss) {
-            (Inner::Cnn(_) | Inner::ResNet18(_) | Inner::ResNet3D(_) | Inner::Random(_), _) => {
-                bail!("{architecture} is not a reconstruction network")
-            }
-            (Inner::Cvae(n), _) if n.kind() == CvaeKind::Full => {
+        if !self.is_reconstruction() {
+            bail!("{architecture} is not a reconstruction network");
+        }
+        match *criterion {
+            Criterion::Cvae3D => {
                 let (mu, logvar) = latent()?;
                 vae::cvae_3d_loss(input, &f.output, mu, logvar)
             }
-            (Inner::DenseVae(_) | Inner::Cvae(_), Some(criterion)) => {
+            Criterion::Vae {
+                loss,
+                combination,
+                recons_weight,
+                kl_weight,
+            } => {
                 let (mu, logvar) = latent()?;
-                let (recons_weight, kl_weight) = vae_weights(maps)?;
-                let combination = match self.inner {
-                    Inner::DenseVae(_) => Combination::BaseVae,
-                    _ => Combination::Cvae,
-                };
-                let components = criterion.components(input, &f.output, mu, logvar)?;
+                let components = loss.components(input, &f.output, mu, logvar)?;
                 vae::combine(components, combination, recons_weight, kl_weight)
             }
-            (Inner::DenseVae(_) | Inner::Cvae(_), None) => {
-                Err(loss_mismatch(architecture, loss_name, true))
-            }
-            (Inner::Autoencoder(_) | Inner::UNet(_), Some(_)) => {
-                Err(loss_mismatch(architecture, loss_name, false))
-            }
-            (Inner::Autoencoder(_) | Inner::UNet(_), None) => {
-                let criterion = Loss::from_name(Task::Reconstruction, Some(loss_name))?;
-                let value = criterion.compute(&f.output, input)?;
-                Ok(vec![("loss".to_owned(), value)])
+            Criterion::Plain(loss) => {
+                Ok(vec![("loss".to_owned(), loss.compute(&f.output, input)?)])
             }
         }
-    }
-}
-
-/// The error for a criterion that does not suit the network: a plain loss on a VAE
-/// (`needs_vae`), or a VAE loss on another reconstruction network.
-fn loss_mismatch(architecture: &str, loss_name: &str, needs_vae: bool) -> anyhow::Error {
-    if needs_vae {
-        anyhow::anyhow!(
-            "maps.json `loss` is `{loss_name}`, but {architecture} needs a VAE loss ({}): ClinicaDL 1.6.1 calls the criterion with (input, reconstruction, mu, logvar), which fails for `{loss_name}`",
-            vae::VAE_LOSSES.join(", ")
-        )
-    } else {
-        anyhow::anyhow!(
-            "maps.json `loss` is `{loss_name}`, a VAE loss, but {architecture} is not a VAE: ClinicaDL 1.6.1 calls the criterion with (reconstruction, input) only, which fails for `{loss_name}`"
-        )
-    }
-}
-
-/// `recons_weight` and `kl_weight` of `maps.json` (numbers; 1 when absent).
-fn vae_weights(maps: &MapsJson) -> Result<(f64, f64)> {
-    let number = |key: &str| match maps.raw.get(key) {
-        None | Some(Value::Null) => Ok(1.0),
-        Some(v) => v
-            .as_f64()
-            .with_context(|| format!("maps.json `{key}` must be a number, found {v}")),
-    };
-    Ok((number("recons_weight")?, number("kl_weight")?))
-}
-
-/// Checks that clinicadl-rs can run the architecture of `maps.json`, before anything is read.
-pub fn check_architecture(maps: &MapsJson) -> Result<()> {
-    let spec = spec(maps)?;
-    check_loss(maps, &spec)
-}
-
-/// The loss of `maps.json` must suit the network family (ClinicaDL fails on the first batch
-/// otherwise).
-fn check_loss(maps: &MapsJson, spec: &Spec) -> Result<()> {
-    let is_vae_loss = maps
-        .loss
-        .as_deref()
-        .is_some_and(|name| VaeLoss::from_name(name).is_some());
-    let name = maps.loss.as_deref().unwrap_or("MSELoss");
-    let architecture = &maps.architecture;
-    match spec {
-        Spec::Cvae {
-            kind: CvaeKind::Full,
-            ..
-        } => Ok(()),
-        Spec::DenseVae(_) | Spec::Cvae { .. } if !is_vae_loss => {
-            Err(loss_mismatch(architecture, name, true))
-        }
-        Spec::DenseVae(_) | Spec::Cvae { .. } => vae_weights(maps).map(|_| ()),
-        Spec::Autoencoder { .. } | Spec::UNet if is_vae_loss => {
-            Err(loss_mismatch(architecture, name, false))
-        }
-        _ => Ok(()),
     }
 }
 
@@ -424,30 +348,15 @@ fn check_input_size(maps: &MapsJson, expected: &[usize], why: &str) -> Result<()
     Ok(())
 }
 
-/// The family of a supported architecture, from its name alone.
-pub fn family_of(architecture: &str) -> Option<Family> {
-    Some(match architecture {
-        "Conv5_FC3"
-        | "Conv4_FC3"
-        | "Stride_Conv5_FC3"
-        | "resnet18"
-        | "ResNet3D"
-        | "SqueezeExcitationCNN"
-        | "RandomArchitecture" => Family::Cnn,
-        "AE_Conv5_FC3" | "AE_Conv4_FC3" => Family::Autoencoder,
-        "Vanilla3DdenseVAE" | "CVAE_3D" | "CVAE_3D_half" | "CVAE_3D_final_conv" => Family::Vae,
-        "GeneratorUNet" => Family::UNet,
-        _ => return None,
-    })
-}
-
 /// Turns `maps.json` into the checked description of its network.
 pub fn spec(maps: &MapsJson) -> Result<Spec> {
     let name = maps.architecture.as_str();
-    if let Some((_, why)) = UNUSABLE.iter().find(|(n, _)| *n == name) {
-        bail!("architecture `{name}` cannot be used: {why}");
-    }
-    if let Some(family) = family_of(name) {
+    let Some(architecture) = Architecture::from_name(name) else {
+        bail!(
+            "unknown architecture `{name}` in maps.json: ClinicaDL 1.6.1 has no network of this name"
+        );
+    };
+    if let Some(family) = architecture.family() {
         let reconstruction = family != Family::Cnn;
         if reconstruction != (maps.task == Task::Reconstruction) {
             bail!(
@@ -461,18 +370,19 @@ pub fn spec(maps: &MapsJson) -> Result<Spec> {
             );
         }
     }
-    let spec = match name {
-        "Conv5_FC3" | "Conv4_FC3" | "Stride_Conv5_FC3" => Spec::Cnn {
-            kind: match name {
-                "Conv5_FC3" => CnnKind::Conv5Fc3,
-                "Conv4_FC3" => CnnKind::Conv4Fc3,
+    use Architecture as A;
+    let spec = match architecture {
+        A::Conv5Fc3 | A::Conv4Fc3 | A::StrideConv5Fc3 => Spec::Cnn {
+            kind: match architecture {
+                A::Conv5Fc3 => CnnKind::Conv5Fc3,
+                A::Conv4Fc3 => CnnKind::Conv4Fc3,
                 _ => CnnKind::StrideConv5Fc3,
             },
             dim: dim_of(maps)?,
             input_size: maps.input_size.clone(),
             output_size: output_size_of(maps)?,
         },
-        "resnet18" => {
+        A::ResNet18 => {
             if maps.input_size.len() != 3 || maps.input_size[0] != 3 {
                 bail!(
                     "resnet18 takes 2D inputs with 3 channels (slice_mode rgb), but maps.json `input_size` is {:?}",
@@ -484,8 +394,8 @@ pub fn spec(maps: &MapsJson) -> Result<Spec> {
                 output_size: output_size_of(maps)?,
             }
         }
-        "ResNet3D" | "SqueezeExcitationCNN" => {
-            let kind = if name == "ResNet3D" {
+        A::ResNet3D | A::SqueezeExcitationCnn => {
+            let kind = if architecture == A::ResNet3D {
                 ResNet3DKind::ResNet3D
             } else {
                 ResNet3DKind::SqueezeExcitation
@@ -509,12 +419,13 @@ pub fn spec(maps: &MapsJson) -> Result<Spec> {
             }
             Spec::ResNet3D(kind)
         }
-        "RandomArchitecture" => Spec::Random(RandomSpec::from_maps(maps)?),
-        "AE_Conv5_FC3" | "AE_Conv4_FC3" => Spec::Autoencoder {
+        A::RandomArchitecture => Spec::Random(RandomSpec::from_maps(maps)?),
+        A::AeConv5Fc3 | A::AeConv4Fc3 => Spec::Autoencoder {
+            architecture,
             dim: dim_of(maps)?,
             input_size: maps.input_size.clone(),
         },
-        "Vanilla3DdenseVAE" => {
+        A::Vanilla3DdenseVae => {
             let input_size = reduced_input_size(maps)?;
             let n_conv = int_arg(maps, "n_conv", 1)? as usize;
             if input_size[1..]
@@ -533,7 +444,7 @@ pub fn spec(maps: &MapsJson) -> Result<Spec> {
                 io_layer_channels: int_arg(maps, "io_layer_channels", 1)?,
             })
         }
-        "CVAE_3D" => {
+        A::Cvae3D => {
             check_input_size(maps, &vae::CVAE_3D_INPUT_SIZE, "fixed by the class")?;
             Spec::Cvae {
                 kind: CvaeKind::Full,
@@ -541,8 +452,8 @@ pub fn spec(maps: &MapsJson) -> Result<Spec> {
                 latent_space_size: int_arg(maps, "latent_space_size", 1)?,
             }
         }
-        "CVAE_3D_half" | "CVAE_3D_final_conv" => Spec::Cvae {
-            kind: if name == "CVAE_3D_half" {
+        A::Cvae3DHalf | A::Cvae3DFinalConv => Spec::Cvae {
+            kind: if architecture == A::Cvae3DHalf {
                 CvaeKind::Half
             } else {
                 CvaeKind::FinalConv
@@ -550,7 +461,7 @@ pub fn spec(maps: &MapsJson) -> Result<Spec> {
             input_size: reduced_input_size(maps)?,
             latent_space_size: int_arg(maps, "latent_space_size", 1)?,
         },
-        "GeneratorUNet" => {
+        A::GeneratorUNet => {
             let fits = maps.input_size.len() == 4
                 && maps.input_size[0] == 1
                 && maps.input_size[1..].iter().all(|&n| n % 32 == 0);
@@ -568,8 +479,15 @@ pub fn spec(maps: &MapsJson) -> Result<Spec> {
             }
             Spec::UNet
         }
-        other => bail!(
-            "unknown architecture `{other}` in maps.json: ClinicaDL 1.6.1 has no network of this name"
+        A::CaeHalf
+        | A::Vanilla3DspacialVae
+        | A::VanillaDenseVae
+        | A::VanillaSpatialVae
+        | A::Conv5Fc3Ssda => bail!(
+            "architecture `{name}` cannot be used: {}",
+            architecture
+                .refusal()
+                .unwrap_or("clinicadl-rs does not run it")
         ),
     };
     Ok(spec)
@@ -579,20 +497,19 @@ pub fn spec(maps: &MapsJson) -> Result<Spec> {
 /// Its values are checked against their CRC-32s unless `checked` is the stamp that
 /// [`check_checkpoint`] returned and the file still has it.
 pub fn load_network(
-    maps: &MapsJson,
+    spec: &Spec,
     checkpoint: &Path,
     device: Device,
     checked: Option<&FileStamp>,
 ) -> Result<Network> {
     let started = std::time::Instant::now();
-    let spec = spec(maps)?;
     let sd = StateDict::open(checkpoint, device, checked)?;
-    let network = build(maps, &spec, &sd);
-    sd.finish(&maps.architecture)?;
+    let network = build(spec, &sd);
+    sd.finish(spec.architecture().name())?;
     crate::ui::debug(&format!(
         "model loaded: {:.1} ms ({}, {device:?}, from `{}`)",
         started.elapsed().as_secs_f64() * 1e3,
-        maps.architecture,
+        spec.architecture(),
         checkpoint.display()
     ));
     Ok(network)
@@ -602,18 +519,17 @@ pub fn load_network(
 /// shape, every storage entry big enough) from its headers, and that its values are intact
 /// (CRC-32s), without keeping them nor creating the network's tensors. Returns the stamp of the
 /// file checked, for [`load_network`].
-pub fn check_checkpoint(maps: &MapsJson, checkpoint: &Path) -> Result<FileStamp> {
-    let spec = spec(maps)?;
+pub fn check_checkpoint(spec: &Spec, checkpoint: &Path) -> Result<FileStamp> {
     // The errors of `torchfile` name the file.
     let (headers, stamp) = crate::torchfile::read_checkpoint_header(checkpoint)
         .context("cannot load the checkpoint")?;
     let sd = StateDict::check_only(headers, checkpoint);
-    build(maps, &spec, &sd);
-    sd.finish(&maps.architecture)?;
+    build(spec, &sd);
+    sd.finish(spec.architecture().name())?;
     Ok(stamp)
 }
 
-fn build(maps: &MapsJson, spec: &Spec, sd: &StateDict) -> Network {
+fn build(spec: &Spec, sd: &StateDict) -> Network {
     let inner = match spec {
         Spec::Cnn {
             kind,
@@ -627,9 +543,9 @@ fn build(maps: &MapsJson, spec: &Spec, sd: &StateDict) -> Network {
         } => Inner::ResNet18(ResNet18::load(sd, input_size, *output_size)),
         Spec::ResNet3D(kind) => Inner::ResNet3D(ResNet3D::load(sd, *kind)),
         Spec::Random(random) => Inner::Random(RandomArchitecture::load(sd, random)),
-        Spec::Autoencoder { dim, input_size } => {
-            Inner::Autoencoder(Autoencoder::load(sd, *dim, input_size))
-        }
+        Spec::Autoencoder {
+            dim, input_size, ..
+        } => Inner::Autoencoder(Autoencoder::load(sd, *dim, input_size)),
         Spec::DenseVae(dense) => Inner::DenseVae(Box::new(Vanilla3DdenseVae::load(sd, *dense))),
         Spec::Cvae {
             kind,
@@ -644,7 +560,7 @@ fn build(maps: &MapsJson, spec: &Spec, sd: &StateDict) -> Network {
         Spec::UNet => Inner::UNet(GeneratorUNet::load(sd)),
     };
     Network {
-        architecture: maps.architecture.clone(),
+        architecture: spec.architecture(),
         family: spec.family(),
         inner,
     }
@@ -655,7 +571,7 @@ fn build(maps: &MapsJson, spec: &Spec, sd: &StateDict) -> Network {
 mod tests {
     use super::*;
     use crate::maps::json::parse_maps_json;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn maps(architecture: &str, task: &str, input_size: &[usize], extra: Value) -> MapsJson {
         let mut v = json!({
@@ -670,7 +586,7 @@ mod tests {
     }
 
     fn refused(m: &MapsJson, needle: &str) {
-        let text = format!("{:#}", check_architecture(m).unwrap_err());
+        let text = format!("{:#}", Model::resolve(m).unwrap_err());
         assert!(text.contains(needle), "{text}");
     }
 
@@ -698,11 +614,14 @@ mod tests {
             ("CVAE_3D_final_conv", r, vec![1, 32, 40, 32], vae),
             ("GeneratorUNet", r, vec![1, 128, 128, 128], json!({})),
         ];
-        assert_eq!(cases.len(), SUPPORTED.len());
+        let supported = architecture::ALL.iter().filter(|a| a.refusal().is_none());
+        assert_eq!(cases.len(), supported.count());
         for (name, task, size, extra) in cases {
             let m = maps(name, task, &size, extra);
-            check_architecture(&m).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-            assert_eq!(spec(&m).unwrap().family(), family_of(name).unwrap());
+            let model = Model::resolve(&m).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let architecture = Architecture::from_name(name).unwrap();
+            assert_eq!(model.spec.architecture(), architecture);
+            assert_eq!(Some(model.spec.family()), architecture.family());
         }
     }
 
@@ -829,7 +748,7 @@ mod tests {
         );
         refused(&tiny, "InstanceNorm to a single voxel");
         tiny.raw["convolutions_dict"]["conv0"]["d_reduction"] = json!("MaxPooling");
-        check_architecture(&tiny).unwrap();
+        Model::resolve(&tiny).unwrap();
         refused(
             &vae(
                 json!({"loss": "VAEGaussianLoss", "size_reduction_factor": 5,

@@ -117,8 +117,10 @@ fn check_losses(
     .filter_map(|(t, e)| Some((t?, tol.of_tensor(e?))))
     .collect();
     tch::with_grad(|| {
+        let spec = spec(maps).unwrap();
+        let resolved = Criterion::named(Some(criterion), maps, &spec).unwrap();
         let computed = network
-            .reconstruction_loss(&leaves, input, criterion, maps)
+            .reconstruction_loss(&leaves, input, &resolved)
             .unwrap();
         let names: Vec<&str> = computed.iter().map(|(n, _)| n.as_str()).collect();
         let expected_names: Vec<&str> = components
@@ -145,12 +147,12 @@ fn check_losses(
 fn check_case(dir: &Path) {
     let _guard = tch::no_grad_guard();
     let maps = read_maps(dir);
-    check_architecture(&maps).unwrap();
+    let model = Model::resolve(&maps).unwrap();
     let checkpoint = dir.join("model.pth.tar");
     let tol = Tolerance::of_checkpoint(&checkpoint);
     // As a prediction run does: checked once, then loaded without reading the values again.
-    let stamp = check_checkpoint(&maps, &checkpoint).unwrap();
-    let network = load_network(&maps, &checkpoint, Device::Cpu, Some(&stamp)).unwrap();
+    let stamp = check_checkpoint(&model.spec, &checkpoint).unwrap();
+    let network = load_network(&model.spec, &checkpoint, Device::Cpu, Some(&stamp)).unwrap();
     assert_eq!(
         network.is_reconstruction(),
         maps.task == Task::Reconstruction
@@ -168,7 +170,7 @@ fn check_case(dir: &Path) {
         assert_close("mu", forward.mu.as_ref().unwrap(), mu, &tol);
         assert_close("logvar", forward.logvar.as_ref().unwrap(), logvar, &tol);
         // --save_latent_tensor: mu for Vanilla3DdenseVAE, logvar for the CVAE_3D family.
-        let latent = if maps.architecture == "Vanilla3DdenseVAE" {
+        let latent = if network.architecture() == Architecture::Vanilla3DdenseVae {
             mu
         } else {
             logvar
@@ -347,9 +349,10 @@ fn strict_loading_names_keys_and_shapes() {
     let mut maps = read_maps(&dir);
     maps.raw.insert("n_fcblocks".into(), 2.into());
     let checkpoint = dir.join("model.pth.tar");
+    let random = spec(&maps).unwrap();
     for error in [
-        check_checkpoint(&maps, &checkpoint).unwrap_err(),
-        load_network(&maps, &checkpoint, Device::Cpu, None).unwrap_err(),
+        check_checkpoint(&random, &checkpoint).unwrap_err(),
+        load_network(&random, &checkpoint, Device::Cpu, None).unwrap_err(),
     ] {
         let text = format!("{error:#}");
         assert!(
@@ -364,7 +367,7 @@ fn strict_loading_names_keys_and_shapes() {
     maps.input_size = vec![1, 13, 17];
     let text = format!(
         "{:#}",
-        check_checkpoint(&maps, &dir.join("model.pth.tar")).unwrap_err()
+        check_checkpoint(&spec(&maps).unwrap(), &dir.join("model.pth.tar")).unwrap_err()
     );
     assert!(
         text.contains("key `encoder.0.weight` has shape [8, 1, 3, 3, 3] in the checkpoint but the network expects [8, 1, 3, 3]"),
@@ -376,7 +379,7 @@ fn strict_loading_names_keys_and_shapes() {
     maps.raw.insert("latent_space_size".into(), 5.into());
     let text = format!(
         "{:#}",
-        check_checkpoint(&maps, &dir.join("model.pth.tar")).unwrap_err()
+        check_checkpoint(&spec(&maps).unwrap(), &dir.join("model.pth.tar")).unwrap_err()
     );
     assert!(
         text.contains("key `mu_layer.weight` has shape [3, 8]"),
@@ -386,52 +389,57 @@ fn strict_loading_names_keys_and_shapes() {
 
 #[test]
 fn loss_errors() {
-    let _guard = tch::no_grad_guard();
-    let dir = fixtures().join("vanilla3ddensevae");
-    let maps = read_maps(&dir);
-    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu, None).unwrap();
-    let input = read_tensor(&dir.join("input.pt"));
-    let forward = network.forward_full(&input).unwrap();
-    let text = network
-        .reconstruction_loss(&forward, &input, "MSELoss", &maps)
-        .unwrap_err()
-        .to_string();
+    // A criterion that does not suit the network is refused when it is resolved.
+    let named = |fixture: &str, name: &str| {
+        let maps = read_maps(&fixtures().join(fixture));
+        let spec = spec(&maps).unwrap();
+        Criterion::named(Some(name), &maps, &spec)
+            .unwrap_err()
+            .to_string()
+    };
+    let text = named("vanilla3ddensevae", "MSELoss");
     assert!(text.contains("needs a VAE loss"), "{text}");
-
-    let dir = fixtures().join("conv4_fc3_2d");
-    let maps = read_maps(&dir);
-    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu, None).unwrap();
-    let input = read_tensor(&dir.join("input.pt"));
+    let text = named("ae_conv5_fc3_2d", "VAEGaussianLoss");
+    assert!(text.contains("is not a VAE"), "{text}");
+    let text = named("conv4_fc3_2d", "MSELoss");
+    assert!(
+        text.contains("Classification loss must be chosen in"),
+        "{text}"
+    );
+    // A classification network has no reconstruction loss.
+    let _guard = tch::no_grad_guard();
+    let (network, maps) = network_of("conv4_fc3_2d");
+    let input = read_tensor(&fixtures().join("conv4_fc3_2d/input.pt"));
     let forward = network.forward_full(&input).unwrap();
+    let criterion = Criterion::resolve(&maps, &spec(&maps).unwrap()).unwrap();
     let text = network
-        .reconstruction_loss(&forward, &input, "MSELoss", &maps)
+        .reconstruction_loss(&forward, &input, &criterion)
         .unwrap_err()
         .to_string();
     assert!(text.contains("not a reconstruction network"), "{text}");
+}
 
-    let dir = fixtures().join("ae_conv5_fc3_2d");
+/// The network of a small fixture, loaded, with its `maps.json`.
+fn network_of(fixture: &str) -> (Network, MapsJson) {
+    let dir = fixtures().join(fixture);
     let maps = read_maps(&dir);
-    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu, None).unwrap();
-    let input = read_tensor(&dir.join("input.pt"));
-    let forward = network.forward_full(&input).unwrap();
-    let text = network
-        .reconstruction_loss(&forward, &input, "VAEGaussianLoss", &maps)
-        .unwrap_err()
-        .to_string();
-    assert!(text.contains("is not a VAE"), "{text}");
+    let network = load_network(
+        &spec(&maps).unwrap(),
+        &dir.join("model.pth.tar"),
+        Device::Cpu,
+        None,
+    )
+    .unwrap();
+    (network, maps)
 }
 
 #[test]
 fn forward_errors_are_errors() {
     // A wrongly shaped input is an error, not a panic.
-    let dir = fixtures().join("ae_conv4_fc3_3d");
-    let maps = read_maps(&dir);
-    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu, None).unwrap();
+    let (network, _) = network_of("ae_conv4_fc3_3d");
     let bad = Tensor::zeros([1, 2, 8, 8, 8], (tch::Kind::Float, Device::Cpu));
     assert!(network.forward(&bad).is_err());
-    let dir = fixtures().join("vanilla3ddensevae");
-    let maps = read_maps(&dir);
-    let network = load_network(&maps, &dir.join("model.pth.tar"), Device::Cpu, None).unwrap();
+    let (network, _) = network_of("vanilla3ddensevae");
     let bad = Tensor::zeros([1, 1, 16, 16, 16], (tch::Kind::Float, Device::Cpu));
     assert!(network.forward(&bad).is_err());
 }

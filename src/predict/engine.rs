@@ -11,25 +11,14 @@ use anyhow::{Context, Result, bail};
 use tch::{Device, Kind, Tensor};
 
 use super::loader::{Batch, ElementRef, for_each_batch};
-use super::loss::Loss;
 use super::ssim::ssim;
 use crate::caps::dataset::{Dataset, Label};
 use crate::caps::transforms::Notes;
-use crate::maps::json::{MapsJson, Task};
-use crate::networks::{Forward, Network};
+use crate::maps::json::Task;
+use crate::networks::{Criterion, Forward, Network};
 use crate::output::saved::{SavedElement, Saver};
 use crate::rows::{Row, RowValues, first_argmax};
 use crate::ui::Progress;
-
-/// The criterion of the run.
-#[derive(Debug, Clone)]
-pub enum Criterion {
-    /// Classification and regression: `criterion(output, label)`.
-    Supervised(Loss),
-    /// Reconstruction: the network's own loss for the criterion named so
-    /// (`criterion(reconstruction, input)`, or the VAE losses).
-    Reconstruction(String),
-}
 
 /// How to run the engine.
 #[derive(Debug, Clone)]
@@ -140,7 +129,6 @@ fn cat_steps(
 pub fn run_inference(
     dataset: &Dataset,
     network: &Network,
-    maps: &MapsJson,
     options: &EngineOptions,
     saver: Option<&Saver>,
     progress: &mut Progress,
@@ -187,7 +175,6 @@ pub fn run_inference(
                 std::mem::take(&mut steps),
                 dataset,
                 network,
-                maps,
                 options,
                 saver,
                 &mut totals,
@@ -198,7 +185,7 @@ pub fn run_inference(
         Ok(())
     })?;
     if !steps.is_empty() {
-        finish_batch(steps, dataset, network, maps, options, saver, &mut totals)?;
+        finish_batch(steps, dataset, network, options, saver, &mut totals)?;
         progress.advance(pending as u64);
     }
     Ok(InferenceOutput {
@@ -214,7 +201,6 @@ fn finish_batch(
     steps: Vec<Step>,
     dataset: &Dataset,
     network: &Network,
-    maps: &MapsJson,
     options: &EngineOptions,
     saver: Option<&Saver>,
     totals: &mut Totals,
@@ -246,8 +232,18 @@ fn finish_batch(
         _ => None,
     };
     let batch_losses = tch::autocast(options.amp, || -> Result<Vec<(String, f32)>> {
-        Ok(match &options.criterion {
-            Criterion::Supervised(loss) if options.use_labels => {
+        Ok(match (&options.criterion, options.task) {
+            (criterion, Task::Reconstruction) => network
+                .reconstruction_loss(
+                    &forward,
+                    input.as_ref().context("reconstruction without its input")?,
+                    criterion,
+                )
+                .context("the loss computation failed")?
+                .into_iter()
+                .map(|(k, v)| Ok((k, v.f_to_kind(Kind::Float)?.f_double_value(&[])? as f32)))
+                .collect::<Result<_>>()?,
+            (Criterion::Plain(loss), _) if options.use_labels => {
                 let labels: Vec<Label> = elements
                     .iter()
                     .map(|(_, _, e)| dataset.sessions[e.session].label)
@@ -261,18 +257,7 @@ fn finish_batch(
                     value.f_to_kind(Kind::Float)?.f_double_value(&[])? as f32,
                 )]
             }
-            Criterion::Supervised(_) => Vec::new(),
-            Criterion::Reconstruction(name) => network
-                .reconstruction_loss(
-                    &forward,
-                    input.as_ref().context("reconstruction without its input")?,
-                    name,
-                    maps,
-                )
-                .context("the loss computation failed")?
-                .into_iter()
-                .map(|(k, v)| Ok((k, v.f_to_kind(Kind::Float)?.f_double_value(&[])? as f32)))
-                .collect::<Result<_>>()?,
+            _ => Vec::new(),
         })
     })?;
     if !batch_losses.is_empty() {

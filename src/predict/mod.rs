@@ -6,7 +6,6 @@
 
 pub mod engine;
 pub mod loader;
-pub mod loss;
 pub mod ssim;
 
 use std::io::{BufWriter, Write};
@@ -104,7 +103,7 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
             checkpoint_abs.display()
         ));
         let model = crate::networks::load_network(
-            maps,
+            &config.model.spec,
             &checkpoint,
             config.engine.device,
             run.checkpoints.get(&checkpoint),
@@ -131,14 +130,7 @@ fn predict_one(config: &PredictConfig, run: &SplitRun, metric: &str) -> Result<(
             mode: maps.mode.name(),
             pattern: dataset.pattern.clone(),
         };
-        let output = run_inference(
-            dataset,
-            &model,
-            maps,
-            &config.engine,
-            Some(&saver),
-            &mut progress,
-        )?;
+        let output = run_inference(dataset, &model, &config.engine, Some(&saver), &mut progress)?;
         progress.finish();
         ui::debug(&format!(
             "forward passes: {:.3} s for {} elements",

@@ -21,7 +21,7 @@ fn vae_error() -> f64 {
 /// errors of the network's outputs (reconstruction, mu, logvar), by autograd at the forward
 /// pass of the fixture's input, batch of 2 as in the run.
 fn vae_loss_bounds() -> std::collections::HashMap<String, f64> {
-    use clinicadl_rs::networks::{Forward, load_network};
+    use clinicadl_rs::networks::{Criterion, Forward, Model, load_network};
     use tch::Tensor;
     let fixture = vae_fixture();
     let maps_path = fixture.join("maps.json");
@@ -30,8 +30,9 @@ fn vae_loss_bounds() -> std::collections::HashMap<String, f64> {
         &maps_path,
     )
     .unwrap();
+    let model = Model::resolve(&maps).unwrap();
     let network = load_network(
-        &maps,
+        &model.spec,
         &fixture.join("model.pth.tar"),
         tch::Device::Cpu,
         None,
@@ -67,7 +68,11 @@ fn vae_loss_bounds() -> std::collections::HashMap<String, f64> {
     ];
     tch::with_grad(|| {
         network
-            .reconstruction_loss(&leaves, &input, "VAEGaussianLoss", &maps)
+            .reconstruction_loss(
+                &leaves,
+                &input,
+                &Criterion::named(Some("VAEGaussianLoss"), &maps, &model.spec).unwrap(),
+            )
             .unwrap()
             .iter()
             .map(|(name, value)| (name.clone(), tolerance::gradient_bound(value, &outputs)))

@@ -84,7 +84,9 @@ fn start_until(
             return (child, rest);
         }
     }
-    panic!("the run ended before `{marker}`:\n{seen}");
+    let _ = child.kill();
+    let status = child.wait();
+    panic!("the run ended ({status:?}) before `{marker}`:\n{seen}");
 }
 
 /// The engine: the only child of the command `front`.

@@ -1,12 +1,109 @@
-//! The criterion of `maps.json` `loss` (predict.md §8.5), with PyTorch's default parameters and
-//! mean reduction. The reported loss is the float32 sum of the per-batch losses (§0.10).
+//! The criterion of a run, resolved once from `maps.json` `loss`, the task and the network
+//! ([`Criterion`]): a plain PyTorch loss with its default parameters and mean reduction
+//! ([`Loss`]), a VAE loss with `maps.json`'s weights, or CVAE_3D's own loss. The reported loss is
+//! the float32 sum of the per-batch losses (docs/ARCHITECTURE.md, "Losses").
 //!
-//! ClinicaDL: `TaskManager.get_criterion` of the classification and regression managers.
+//! ClinicaDL: `TaskManager.get_criterion` of the classification, regression and reconstruction
+//! managers, and `compute_outputs_and_loss` of the VAE classes.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
 use tch::{Reduction, TchError, Tensor};
 
-use crate::maps::json::Task;
+use super::Spec;
+use super::vae::{Combination, CvaeKind, VAE_LOSSES, VaeLoss};
+use crate::maps::json::{MapsJson, Task};
+
+/// How the loss of a batch is computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Criterion {
+    /// `criterion(output, label)` for classification and regression,
+    /// `criterion(reconstruction, input)` for autoencoders and the U-Net.
+    Plain(Loss),
+    /// A VAE criterion, its components combined with `maps.json` `recons_weight` and `kl_weight`.
+    Vae {
+        /// The criterion.
+        loss: VaeLoss,
+        /// How the network's class combines the components.
+        combination: Combination,
+        /// `recons_weight`.
+        recons_weight: f64,
+        /// `kl_weight`.
+        kl_weight: f64,
+    },
+    /// CVAE_3D's own loss, whatever `maps.json` says.
+    Cvae3D,
+}
+
+impl Criterion {
+    /// The criterion of `maps.json` `loss` (null: the task's default) for the network `spec`.
+    pub fn resolve(maps: &MapsJson, spec: &Spec) -> Result<Criterion> {
+        Criterion::named(maps.loss.as_deref(), maps, spec)
+    }
+
+    /// The criterion `name` (null: the task's default) for the network `spec` of `maps`; a
+    /// criterion that does not suit the network is refused (ClinicaDL fails on the first batch).
+    pub fn named(name: Option<&str>, maps: &MapsJson, spec: &Spec) -> Result<Criterion> {
+        if maps.task != Task::Reconstruction {
+            return Loss::from_name(maps.task, name).map(Criterion::Plain);
+        }
+        let name = name.unwrap_or("MSELoss");
+        let architecture = spec.architecture();
+        let vae_loss = VaeLoss::from_name(name);
+        match (spec, vae_loss) {
+            (
+                Spec::Cvae {
+                    kind: CvaeKind::Full,
+                    ..
+                },
+                _,
+            ) => Ok(Criterion::Cvae3D),
+            (Spec::DenseVae(_) | Spec::Cvae { .. }, Some(loss)) => {
+                let (recons_weight, kl_weight) = vae_weights(maps)?;
+                Ok(Criterion::Vae {
+                    loss,
+                    combination: match spec {
+                        Spec::DenseVae(_) => Combination::BaseVae,
+                        _ => Combination::Cvae,
+                    },
+                    recons_weight,
+                    kl_weight,
+                })
+            }
+            (Spec::DenseVae(_) | Spec::Cvae { .. }, None) => bail!(
+                "maps.json `loss` is `{name}`, but {architecture} needs a VAE loss ({}): ClinicaDL 1.6.1 calls the criterion with (input, reconstruction, mu, logvar), which fails for `{name}`",
+                VAE_LOSSES.join(", ")
+            ),
+            (_, Some(_)) => bail!(
+                "maps.json `loss` is `{name}`, a VAE loss, but {architecture} is not a VAE: ClinicaDL 1.6.1 calls the criterion with (reconstruction, input) only, which fails for `{name}`"
+            ),
+            (_, None) => Loss::from_name(Task::Reconstruction, Some(name))
+                .map(Criterion::Plain)
+                .map_err(|_| {
+                    let allowed: Vec<String> = REGRESSION
+                        .iter()
+                        .chain(VAE_LOSSES.iter())
+                        .map(|n| format!("'{n}'"))
+                        .collect();
+                    anyhow::anyhow!(
+                        "maps.json `loss` is `{name}`: Reconstruction loss must be chosen in [{}]",
+                        allowed.join(", ")
+                    )
+                }),
+        }
+    }
+}
+
+/// `recons_weight` and `kl_weight` of `maps.json` (numbers; 1 when absent).
+fn vae_weights(maps: &MapsJson) -> Result<(f64, f64)> {
+    let number = |key: &str| match maps.raw.get(key) {
+        None | Some(Value::Null) => Ok(1.0),
+        Some(v) => v
+            .as_f64()
+            .with_context(|| format!("maps.json `{key}` must be a number, found {v}")),
+    };
+    Ok((number("recons_weight")?, number("kl_weight")?))
+}
 
 /// A supported criterion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +128,7 @@ pub enum Loss {
 
 const CLASSIFICATION: &[&str] = &["CrossEntropyLoss", "MultiMarginLoss"];
 /// The plain criteria of regression and reconstruction (ClinicaDL's order).
-pub const REGRESSION: &[&str] = &[
+const REGRESSION: &[&str] = &[
     "MSELoss",
     "L1Loss",
     "KLDivLoss",
