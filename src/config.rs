@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use tch::Device;
 
 use crate::caps::cohorts::{CapsMapping, caps_mapping, load_multi_cohort_participants};
-use crate::caps::dataset::{Dataset, DatasetOptions};
+use crate::caps::dataset::{CheckProgress, Dataset, DatasetOptions};
 use crate::caps::participants::{Diagnoses, load_participants};
 use crate::cli::PredictArgs;
 use crate::error::UsageError;
@@ -20,10 +19,9 @@ use crate::maps::group::{
     GroupDefinition, group_data_table, group_exists, leaking_participants, python_set_repr,
     read_group, stored_caps_path,
 };
-use crate::maps::json::{MapsJson, Task, read_maps_json};
+use crate::maps::json::{MapsJson, Mode, Task, read_maps_json};
 use crate::maps::layout::{MapsLayout, is_training_group};
 use crate::networks::{Family, Model};
-use crate::predict::engine::EngineOptions;
 use crate::torchfile::FileStamp;
 
 /// What happens to the data group definition.
@@ -72,16 +70,52 @@ pub struct PredictConfig {
     pub group_action: GroupAction,
     /// The splits, in order.
     pub runs: Vec<SplitRun>,
-    /// Engine settings.
-    pub engine: EngineOptions,
+    /// Where the network runs.
+    pub device: Device,
+    /// `--amp`: float16 autocast (on the GPU).
+    pub amp: bool,
+    /// `--batch_size`.
+    pub batch_size: usize,
+    /// `--n_proc`: reader threads.
+    pub n_proc: usize,
+    /// Labels are used (not `--no_labels`): losses and metrics are computed.
+    pub use_labels: bool,
     /// `--overwrite`.
     pub overwrite: bool,
     /// The save options (reconstruction).
     pub save: SaveOptions,
+    /// What the checks met that the user should know (printed before the run).
+    pub notices: Vec<Notice>,
+}
+
+/// What the resolve step needs from outside the command line and the files.
+pub struct Environment<'a> {
+    /// Whether CUDA can be used (asked only for `--gpu`).
+    pub cuda_available: bool,
+    /// Told how the up-front check of the tensor files goes.
+    pub file_check: &'a dyn CheckProgress,
+}
+
+/// A message of the checks for the user, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// An INFO line (as ClinicaDL logs it).
+    Info(String),
+    /// A WARNING line.
+    Warning(String),
+}
+
+/// Where the network runs (`--gpu` / `--no-gpu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// The CPU.
+    Cpu,
+    /// The first CUDA device (`CUDA_VISIBLE_DEVICES` chooses it).
+    Cuda,
 }
 
 /// `--save_tensor`, `--save_nifti`, `--save_latent_tensor`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SaveOptions {
     /// `--save_tensor`.
     pub tensor: bool,
@@ -91,16 +125,24 @@ pub struct SaveOptions {
     pub latent: bool,
 }
 
-/// The device of `--gpu/--no-gpu` (ClinicaDL's checks 1 and 2 of predict.md §1.2).
-pub fn resolve_device(args: &PredictArgs) -> Result<Device> {
+impl SaveOptions {
+    /// Whether anything is saved.
+    pub fn any(&self) -> bool {
+        self.tensor || self.nifti || self.latent
+    }
+}
+
+/// The device of `--gpu/--no-gpu`, `cuda_available` telling whether CUDA can be used
+/// (ClinicaDL: the checks of `predict_cli.cli`).
+pub fn resolve_device(args: &PredictArgs, cuda_available: bool) -> Result<Device> {
     if args.gpu() {
-        if !tch::Cuda::is_available() {
+        if !cuda_available {
             return Err(UsageError::new(
                 "No GPU is available. Please add the --no-gpu flag to run on CPU.",
             )
             .into());
         }
-        Ok(Device::Cuda(0))
+        Ok(Device::Cuda)
     } else if args.amp {
         Err(
             UsageError::new("AMP is designed to work with modern GPUs. Please add the --gpu flag.")
@@ -281,7 +323,7 @@ fn resolve_group(
     layout: &MapsLayout,
     maps: &MapsJson,
     label: Option<&str>,
-    problems: &mut Problems,
+    (problems, notices): (&mut Problems, &mut Vec<Notice>),
 ) -> Result<GroupAction> {
     let group = args.data_group.as_str();
     let exists = group_exists(layout, group);
@@ -351,7 +393,7 @@ fn resolve_group(
         .into());
     }
     if args.skip_leak_check {
-        crate::ui::info("Skipping data leakage check");
+        notices.push(Notice::Info("Skipping data leakage check".to_owned()));
     } else {
         let leaking = leaking_participants(layout, group, &definition.data)?;
         if !leaking.is_empty() {
@@ -386,10 +428,7 @@ fn check_elements(
             maps.mode.name()
         ));
     }
-    if maps.mode == crate::maps::json::Mode::Image
-        || maps.num_networks <= 1
-        || is_training_group(group)
-    {
+    if maps.mode == Mode::Image || maps.num_networks <= 1 || is_training_group(group) {
         return;
     }
     for metric in metrics {
@@ -406,9 +445,10 @@ fn check_elements(
 }
 
 /// Turns the command line into a checked [`PredictConfig`]. Nothing is written.
-pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
+pub fn resolve(args: &PredictArgs, environment: &Environment) -> Result<PredictConfig> {
     let maps_dir = &args.input_maps_directory;
-    let device = resolve_device(args)?;
+    let device = resolve_device(args, environment.cuda_available)?;
+    let mut notices = Vec::new();
     let layout = MapsLayout::new(maps_dir);
     let maps = read_maps_json(maps_dir)?;
     let model = Model::resolve(&maps)?;
@@ -416,7 +456,13 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
     let label = args.label.clone().or_else(|| maps.label.clone());
     let mut problems = Problems::default();
     let splits = resolve_splits(&layout, &args.split, &mut problems)?;
-    let group_action = resolve_group(args, &layout, &maps, args.label.as_deref(), &mut problems)?;
+    let group_action = resolve_group(
+        args,
+        &layout,
+        &maps,
+        args.label.as_deref(),
+        (&mut problems, &mut notices),
+    )?;
     let use_labels = args.use_labels();
     let mut runs: Vec<SplitRun> = Vec::new();
     for split in splits {
@@ -461,6 +507,9 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
                     label: label.as_deref(),
                     // Header reads wait on the file system more than on the CPU.
                     threads: (args.n_proc as usize).max(4),
+                    // `--save_nifti` writes whole images in the space of their CAPS image.
+                    find_source_nifti: args.save_nifti && maps.mode == Mode::Image,
+                    progress: environment.file_check,
                 };
                 let built =
                     caps_mapping(&group.caps_directory, group.multi_cohort).and_then(|caps| {
@@ -485,6 +534,12 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
             &dataset,
             &mut problems,
         );
+        for warning in &dataset.warnings {
+            let notice = Notice::Warning(warning.clone());
+            if !notices.contains(&notice) {
+                notices.push(notice);
+            }
+        }
         runs.push(SplitRun {
             split,
             selection_metrics,
@@ -495,20 +550,6 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
         });
     }
     problems.check()?;
-    let engine = EngineOptions {
-        device,
-        amp: args.amp,
-        batch_size: args.batch_size as usize,
-        n_proc: args.n_proc as usize,
-        use_labels,
-        task: maps.task,
-        criterion: model.criterion,
-        // On the CPU, whole 3D images go through the network one at a time: the activations of
-        // a batch of full-size images take gigabytes, and throughput does not depend on it.
-        micro_batch: (device == Device::Cpu
-            && maps.input_size.iter().product::<usize>() >= 1 << 20)
-            .then_some(1),
-    };
     Ok(PredictConfig {
         layout,
         maps,
@@ -516,12 +557,17 @@ pub fn resolve(args: &PredictArgs) -> Result<PredictConfig> {
         group: args.data_group.clone(),
         group_action,
         runs,
-        engine,
+        device,
+        amp: args.amp,
+        batch_size: args.batch_size as usize,
+        n_proc: args.n_proc as usize,
+        use_labels,
         overwrite: args.overwrite,
         save: SaveOptions {
             tensor: args.save_tensor,
             nifti: args.save_nifti,
             latent: args.save_latent_tensor,
         },
+        notices,
     })
 }

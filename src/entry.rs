@@ -38,7 +38,7 @@ pub fn main() -> ExitCode {
         ));
     }
     let result = match &cli.command {
-        Command::Predict(args) => crate::predict(args),
+        Command::Predict(args) => crate::run::predict(args),
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_SUCCESS as u8),

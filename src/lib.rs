@@ -26,39 +26,15 @@ pub mod maps;
 pub mod metrics;
 pub mod networks;
 pub mod output;
+pub mod plan;
 pub mod predict;
 #[cfg(test)]
 pub(crate) mod reference_cases;
 pub mod rows;
+pub mod run;
 pub mod supervision;
 #[cfg(test)]
 pub(crate) mod tolerance;
 pub mod torchfile;
 pub mod tsv;
 pub mod ui;
-
-use anyhow::Result;
-
-/// Runs `clinicadl-rs predict` with parsed arguments (or, with `--dry-run`, prints its plan).
-pub fn predict(args: &cli::PredictArgs) -> Result<()> {
-    let maps = &args.input_maps_directory;
-    if !maps.is_dir() {
-        return Err(error::UsageError::new(format!(
-            "invalid value for 'INPUT_MAPS_DIRECTORY': `{}` is not a folder",
-            maps.display()
-        ))
-        .into());
-    }
-    if args.dry_run {
-        let config = config::resolve(args)?;
-        return output::plan::print_plan(&config, std::io::stdout().lock());
-    }
-    let _lock = maps::lock::GroupLock::acquire(maps, &args.data_group)?;
-    let started = std::time::Instant::now();
-    let config = config::resolve(args)?;
-    ui::debug(&format!(
-        "checks: {:.1} ms",
-        started.elapsed().as_secs_f64() * 1e3
-    ));
-    predict::execute(&config)
-}

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
 
 use super::cohorts::CapsMapping;
 use super::elements::Extraction;
@@ -43,10 +44,12 @@ pub struct SessionSample {
     pub image_path: PathBuf,
     /// The CAPS root of the session's cohort.
     pub caps_root: PathBuf,
+    /// The CAPS NIfTI image the tensor was made from, when asked for
+    /// ([`DatasetOptions::find_source_nifti`]) and there is exactly one.
+    pub source_nifti: Option<PathBuf>,
 }
 
 /// What the dataset needs to know besides the group.
-#[derive(Debug, Clone)]
 pub struct DatasetOptions<'a> {
     /// Use labels (not `--no_labels`).
     pub use_labels: bool,
@@ -54,6 +57,30 @@ pub struct DatasetOptions<'a> {
     pub label: Option<&'a str>,
     /// Threads that check the tensor files (their headers only).
     pub threads: usize,
+    /// Find each session's CAPS NIfTI image ([`SessionSample::source_nifti`]).
+    pub find_source_nifti: bool,
+    /// Told how the check of the tensor files goes.
+    pub progress: &'a dyn CheckProgress,
+}
+
+/// What the check of the tensor files reports as it goes (the caller shows it; the data layer
+/// prints nothing).
+pub trait CheckProgress: Sync {
+    /// `total` files are about to be checked.
+    fn start(&self, total: usize);
+    /// One more file was checked.
+    fn advance(&self);
+    /// Every file was checked, on `threads` threads, in `elapsed`.
+    fn finish(&self, total: usize, threads: usize, elapsed: std::time::Duration);
+}
+
+/// A [`CheckProgress`] that shows nothing.
+pub struct Quiet;
+
+impl CheckProgress for Quiet {
+    fn start(&self, _: usize) {}
+    fn advance(&self) {}
+    fn finish(&self, _: usize, _: usize, _: std::time::Duration) {}
 }
 
 /// The sessions of one prediction and how to turn them into network inputs.
@@ -76,6 +103,8 @@ pub struct Dataset {
     pub transforms: Transforms,
     /// How the CAPS files of this preprocessing are named.
     pub pattern: FilePattern,
+    /// What building it met that the user should know (warnings, not errors).
+    pub warnings: Vec<String>,
 }
 
 /// Checks that a CAPS root looks like a CAPS (predict.md §6.1).
@@ -125,18 +154,6 @@ fn row_label(cell: &Cell, maps: &MapsJson, column: &str) -> Result<Label, String
     }
 }
 
-impl SessionSample {
-    /// The session's CAPS NIfTI image, the source of its tensor, when there is exactly one.
-    pub fn source_nifti(&self, pattern: &FilePattern) -> Option<PathBuf> {
-        super::paths::source_nifti(
-            &self.caps_root,
-            &self.participant_id,
-            &self.session_id,
-            pattern,
-        )
-    }
-}
-
 impl Dataset {
     /// Builds the dataset of a group, checking every session: labels known, image tensor (or
     /// every pre-extracted element) found, readable, floating point and of the expected shape
@@ -169,6 +186,7 @@ impl Dataset {
             _ => None,
         };
         let mut problems = Vec::new();
+        let mut warnings = Vec::new();
         let mut sessions = Vec::with_capacity(data.rows.len());
         for row in &data.rows {
             let participant_id = row[p].py_str();
@@ -200,6 +218,10 @@ impl Dataset {
                     PathBuf::new()
                 }
             };
+            let source_nifti = options
+                .find_source_nifti
+                .then(|| super::paths::source_nifti(root, &participant_id, &session_id, &pattern))
+                .flatten();
             sessions.push(SessionSample {
                 participant_id,
                 session_id,
@@ -207,6 +229,7 @@ impl Dataset {
                 label,
                 image_path,
                 caps_root: root.clone(),
+                source_nifti,
             });
         }
         // Elements are known from the first session when every session was found.
@@ -224,7 +247,7 @@ impl Dataset {
                     // The first cohort's masks serve every cohort (as in ClinicaDL).
                     let (cohort, root) = &caps[0];
                     if caps.len() > 1 {
-                        crate::ui::warn(&format!(
+                        warnings.push(format!(
                             "The equality of masks is not assessed for multi-cohort training. The masks stored in {} (cohort {cohort}) will be used.",
                             root.display()
                         ));
@@ -265,9 +288,10 @@ impl Dataset {
             element_shape: maps.input_size.clone(),
             transforms,
             pattern,
+            warnings,
         };
         if extraction_known {
-            problems.extend(dataset.check_tensor_files(options.threads));
+            problems.extend(dataset.check_tensor_files(options.threads, options.progress));
         }
         if !problems.is_empty() {
             bail!(
@@ -296,7 +320,7 @@ impl Dataset {
     /// the model expects (after the transforms), or, for elements cut from whole images, of the
     /// first session's shape. Only headers are read, on up to `threads` threads. Returns one
     /// problem per faulty file.
-    fn check_tensor_files(&self, threads: usize) -> Vec<String> {
+    fn check_tensor_files(&self, threads: usize, progress: &dyn CheckProgress) -> Vec<String> {
         let cut = self.extraction.cuts_images();
         let mut files = Vec::new();
         for (index, session) in self.sessions.iter().enumerate() {
@@ -371,23 +395,22 @@ impl Dataset {
             })
         };
         let started = std::time::Instant::now();
-        // Large cohorts on network file systems take a while: show it.
-        let mut progress = (files.len() >= PROGRESS_FROM_FILES).then(|| {
-            crate::ui::Progress::new("checking tensor files", "files", files.len() as u64)
-        });
-        let problems: Vec<String> = parallel_map(&files, threads, check, progress.as_mut())
-            .into_iter()
-            .flatten()
-            .collect();
-        if let Some(progress) = progress {
-            progress.finish();
-        }
-        crate::ui::debug(&format!(
-            "tensor files checked: {} in {:.1} ms ({threads} threads)",
-            files.len(),
-            started.elapsed().as_secs_f64() * 1e3
-        ));
-        problems
+        // Header reads wait on the file system more than on the CPU: a pool of their own.
+        let threads = threads.clamp(1, 16);
+        progress.start(files.len());
+        let checked = |file: &(usize, Option<usize>, PathBuf)| {
+            let problem = check(file);
+            progress.advance();
+            problem
+        };
+        let problems: Vec<Option<String>> =
+            match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+                Ok(pool) => pool.install(|| files.par_iter().map(checked).collect()),
+                // No threads to be had: check on this one.
+                Err(_) => files.iter().map(checked).collect(),
+            };
+        progress.finish(files.len(), threads, started.elapsed());
+        problems.into_iter().flatten().collect()
     }
 
     /// The dataset of one network of a multi-network MAPS: element `index` of every session.
@@ -452,58 +475,6 @@ impl Dataset {
     }
 }
 
-/// Checks of at least this many tensor files show their progress.
-const PROGRESS_FROM_FILES: usize = 1000;
-
-/// `f` over `items` on up to `threads` threads, results in the order of `items`; `progress`,
-/// when given, advances as items are done.
-fn parallel_map<T: Sync, U: Send>(
-    items: &[T],
-    threads: usize,
-    f: impl Fn(&T) -> U + Sync,
-    progress: Option<&mut crate::ui::Progress>,
-) -> Vec<U> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = threads.clamp(1, 16).min(items.len().max(1));
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let mut results: Vec<(usize, U)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        mine.push((i, f(item)));
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    mine
-                })
-            })
-            .collect();
-        if let Some(progress) = progress {
-            let mut shown = 0;
-            while workers.iter().any(|w| !w.is_finished()) {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                let now = done.load(Ordering::Relaxed);
-                progress.advance((now - shown) as u64);
-                shown = now;
-            }
-            progress.advance((done.load(Ordering::Relaxed) - shown) as u64);
-        }
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, u)| u).collect()
-}
-
 /// Whether a CAPS tensor of this dtype can be read (floating point), else what to do.
 fn check_dtype(path: &Path, dtype: crate::torchfile::DType) -> Result<()> {
     use crate::torchfile::DType;
@@ -537,24 +508,4 @@ fn count_element_files(image: &Path, fragment: &str) -> usize {
         .flat_map(|entries| entries.flatten())
         .filter(|e| e.file_name().to_string_lossy().contains(fragment))
         .count()
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parallel_map_keeps_the_order_of_its_items() {
-        let items: Vec<usize> = (0..1000).collect();
-        for threads in [0, 1, 3, 64] {
-            let squares = parallel_map(&items, threads, |&i| i * i, None);
-            assert_eq!(squares, items.iter().map(|i| i * i).collect::<Vec<_>>());
-        }
-        assert!(parallel_map(&[] as &[usize], 4, |&i| i, None).is_empty());
-        let mut progress = crate::ui::Progress::new("test", "items", 1000);
-        let doubled = parallel_map(&items, 2, |&i| 2 * i, Some(&mut progress));
-        assert_eq!(doubled[999], 1998);
-        assert_eq!(progress.done(), 1000);
-    }
 }

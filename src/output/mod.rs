@@ -3,8 +3,8 @@
 //! they are written into.
 
 pub mod description;
+pub mod dry_run;
 pub mod nifti;
-pub mod plan;
 pub mod prediction;
 pub mod pyrepr;
 pub mod results;

@@ -1,74 +1,56 @@
-//! The save options of reconstruction runs (predict.md §10): `--save_tensor` (`tensors/`),
-//! `--save_nifti` (`nifti_images/`) and `--save_latent_tensor` (`latent_tensors/`), written into
-//! a result set's folder from the same forward pass as the TSVs.
+//! The save options of reconstruction runs: `--save_tensor` (`tensors/`), `--save_nifti`
+//! (`nifti_images/`) and `--save_latent_tensor` (`latent_tensors/`), written into a result set's
+//! folder from the same forward pass as the TSVs: the engine hands every finished element to a
+//! [`Saver`]. Names come from `plan::SavedNames`; a NIfTI image takes the header of the session's
+//! CAPS image, which the dataset found (nothing is searched here).
 //!
-//! File names are ClinicaDL's, except NIfTI images outside image mode, which carry the element
-//! (`<p>_<s>_<mode>-<id>_…`) instead of overwriting one another (predict.md §0.8).
+//! ClinicaDL: `MapsManager._compute_output_tensors`, `_compute_output_nifti` and
+//! `_compute_latent_tensors`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::caps::dataset::SessionSample;
-use crate::caps::paths::FilePattern;
+use crate::config::SaveOptions;
+use crate::maps::json::Mode;
 use crate::output::nifti;
+use crate::plan::SavedNames;
+use crate::predict::engine::{ElementSink, FinishedElement};
 
-/// Which save options are on, and where the files go.
+/// Writes the save options' files of the elements of one result set.
 #[derive(Debug, Clone)]
 pub struct Saver {
     /// The result set folder (staging).
     pub dir: PathBuf,
-    /// `--save_tensor`.
-    pub tensor: bool,
-    /// `--save_nifti`.
-    pub nifti: bool,
-    /// `--save_latent_tensor`.
-    pub latent: bool,
-    /// The element mode name (`image`, `patch`…).
-    pub mode: &'static str,
-    /// How CAPS NIfTI images are named (for the NIfTI header of `--save_nifti`).
-    pub pattern: FilePattern,
-}
-
-/// One element's tensors to save.
-#[derive(Debug)]
-pub struct SavedElement<'a> {
-    /// The session.
-    pub session: &'a SessionSample,
-    /// `<mode>_id`.
-    pub element_id: usize,
-    /// The transformed input, C order.
-    pub input: &'a [f32],
-    /// The reconstruction, C order, same shape as the input.
-    pub output: &'a [f32],
-    /// Shape of one element (`[C, …]`).
-    pub shape: &'a [usize],
-    /// The latent vector (VAEs).
-    pub latent: Option<&'a [f32]>,
+    /// What to save.
+    pub save: SaveOptions,
+    /// The element mode.
+    pub mode: Mode,
 }
 
 impl Saver {
-    /// Whether anything is saved.
-    pub fn any(&self) -> bool {
-        self.tensor || self.nifti || self.latent
-    }
-
     fn folder(&self, name: &str) -> Result<PathBuf> {
         let dir = self.dir.join(name);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create `{}`", dir.display()))?;
         Ok(dir)
     }
+}
+
+impl ElementSink for Saver {
+    fn wants_latent(&self) -> bool {
+        self.save.latent
+    }
 
     /// Writes the files of one element.
-    pub fn save(&self, e: &SavedElement) -> Result<()> {
+    fn element(&mut self, e: &FinishedElement<'_>) -> Result<()> {
         let names = SavedNames::new(
             self.mode,
             &e.session.participant_id,
             &e.session.session_id,
             e.element_id,
         );
-        if self.tensor {
+        if self.save.tensor {
             self.folder("tensors")?;
             for (name, data) in [
                 (&names.tensor_input, e.input),
@@ -77,10 +59,10 @@ impl Saver {
                 crate::torchfile::write_tensor(&self.dir.join(name), e.shape, data, false)?;
             }
         }
-        if self.nifti {
+        if self.save.nifti {
             self.folder("nifti_images")?;
-            let header = match (self.mode, e.session.source_nifti(&self.pattern)) {
-                ("image", Some(source)) => nifti::source_header(&source)?,
+            let header = match (self.mode, &e.session.source_nifti) {
+                (Mode::Image, Some(source)) => nifti::source_header(source)?,
                 _ => nifti::identity_header(),
             };
             for (name, data) in [
@@ -90,7 +72,7 @@ impl Saver {
                 nifti::write_element(&self.dir.join(name), data, e.shape, &header)?;
             }
         }
-        if let (true, Some(latent)) = (self.latent, e.latent) {
+        if let (true, Some(latent)) = (self.save.latent, e.latent) {
             self.folder("latent_tensors")?;
             crate::torchfile::write_tensor(
                 &self.dir.join(&names.latent),
@@ -100,40 +82,5 @@ impl Saver {
             )?;
         }
         Ok(())
-    }
-}
-
-/// The files the save options write for one element, relative to its results folder.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SavedNames {
-    /// `tensors/<p>_<s>_<mode>-<id>_input.pt`.
-    pub tensor_input: String,
-    /// `tensors/<p>_<s>_<mode>-<id>_output.pt`.
-    pub tensor_output: String,
-    /// `nifti_images/<p>_<s>_image_input.nii.gz` (other modes: `<p>_<s>_<mode>-<id>_input.nii.gz`).
-    pub nifti_input: String,
-    /// The NIfTI output, named likewise.
-    pub nifti_output: String,
-    /// `latent_tensors/<p>_<s>_<mode>-<id>_latent.pt`.
-    pub latent: String,
-}
-
-impl SavedNames {
-    /// The names for element `element_id` of a session, in `mode`.
-    pub fn new(mode: &str, participant: &str, session: &str, element_id: usize) -> Self {
-        let stem = format!("{participant}_{session}");
-        let element = format!("{stem}_{mode}-{element_id}");
-        let nifti = if mode == "image" {
-            format!("{stem}_image")
-        } else {
-            element.clone()
-        };
-        SavedNames {
-            tensor_input: format!("tensors/{element}_input.pt"),
-            tensor_output: format!("tensors/{element}_output.pt"),
-            nifti_input: format!("nifti_images/{nifti}_input.nii.gz"),
-            nifti_output: format!("nifti_images/{nifti}_output.nii.gz"),
-            latent: format!("latent_tensors/{element}_latent.pt"),
-        }
     }
 }

@@ -1,7 +1,9 @@
 //! The inference engine: batches from the loader go to the device, through the network (no
-//! gradients, float16 autocast with `--amp`), and come back as rows and loss totals. Every
-//! output of a batch (rows, losses, saved tensors and images) comes from one forward pass
-//! (ClinicaDL runs the network up to four times for the save options).
+//! gradients, float16 autocast with `--amp`), and come back as rows and loss totals; each
+//! finished element's tensors go to an [`ElementSink`] the caller gives (the save options'
+//! writers), so the engine writes no file. Every output of a batch (rows, losses, saved tensors
+//! and images) comes from one forward pass (ClinicaDL runs the network up to four times for the
+//! save options).
 //!
 //! ClinicaDL: `TaskManager.test` (`clinicadl.utils.task_manager.task_manager`), the
 //! `generate_test_row` of the task managers, and `MapsManager._compute_output_tensors` /
@@ -12,11 +14,11 @@ use tch::{Device, Kind, Tensor};
 
 use super::loader::{Batch, ElementRef, for_each_batch};
 use super::ssim::ssim;
-use crate::caps::dataset::{Dataset, Label};
+use crate::caps::dataset::{Dataset, Label, SessionSample};
 use crate::caps::transforms::Notes;
+use crate::config::PredictConfig;
 use crate::maps::json::Task;
 use crate::networks::{Criterion, Forward, Network};
-use crate::output::saved::{SavedElement, Saver};
 use crate::rows::{Row, RowValues, first_argmax};
 use crate::ui::Progress;
 
@@ -40,6 +42,77 @@ pub struct EngineOptions {
     /// Run the network on at most this many elements at a time within a batch (losses and
     /// rows still follow the batch): bounds the activation memory of large 3D inputs on the CPU.
     pub micro_batch: Option<usize>,
+}
+
+impl EngineOptions {
+    /// The engine settings of a checked run.
+    pub fn of(config: &PredictConfig) -> EngineOptions {
+        let device = match config.device {
+            crate::config::Device::Cpu => Device::Cpu,
+            crate::config::Device::Cuda => Device::Cuda(0),
+        };
+        EngineOptions {
+            device,
+            amp: config.amp,
+            batch_size: config.batch_size,
+            n_proc: config.n_proc,
+            use_labels: config.use_labels,
+            task: config.maps.task,
+            criterion: config.model.criterion,
+            // On the CPU, whole 3D images go through the network one at a time: the
+            // activations of a batch of full-size images take gigabytes, and throughput does not
+            // depend on it.
+            micro_batch: (device == Device::Cpu
+                && config.maps.input_size.iter().product::<usize>() >= 1 << 20)
+                .then_some(1),
+        }
+    }
+}
+
+/// One finished element, as the engine hands it over.
+#[derive(Debug)]
+pub struct FinishedElement<'a> {
+    /// The session.
+    pub session: &'a SessionSample,
+    /// `<mode>_id`.
+    pub element_id: usize,
+    /// The transformed input, C order.
+    pub input: &'a [f32],
+    /// The network's output (a reconstruction: the input's shape), C order.
+    pub output: &'a [f32],
+    /// Shape of one element (`[C, …]`).
+    pub shape: &'a [usize],
+    /// The latent vector (VAEs), when the sink wants it.
+    pub latent: Option<&'a [f32]>,
+}
+
+/// Receives every finished element (the save options of reconstruction runs).
+pub trait ElementSink {
+    /// Whether it wants the elements at all.
+    fn wants_elements(&self) -> bool {
+        true
+    }
+    /// Whether it wants the latent vectors of a VAE.
+    fn wants_latent(&self) -> bool;
+    /// One element, in dataset order.
+    fn element(&mut self, element: &FinishedElement<'_>) -> Result<()>;
+}
+
+/// A sink that wants nothing (no save option).
+pub struct Discard;
+
+impl ElementSink for Discard {
+    fn wants_elements(&self) -> bool {
+        false
+    }
+
+    fn wants_latent(&self) -> bool {
+        false
+    }
+
+    fn element(&mut self, _: &FinishedElement<'_>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What one pass over the dataset gives.
@@ -121,7 +194,7 @@ fn cat_steps(
     }
 }
 
-/// Runs `network` over every element of `dataset`; `saver` writes the save options' files.
+/// Runs `network` over every element of `dataset`; `sink` receives every element.
 ///
 /// Elements go through the network `micro_batch` at a time when set (the first forward pass
 /// starts as soon as its first element is read), while losses and rows follow the batches of
@@ -130,7 +203,7 @@ pub fn run_inference(
     dataset: &Dataset,
     network: &Network,
     options: &EngineOptions,
-    saver: Option<&Saver>,
+    sink: &mut dyn ElementSink,
     progress: &mut Progress,
 ) -> Result<InferenceOutput> {
     let _guard = tch::no_grad_guard();
@@ -176,7 +249,7 @@ pub fn run_inference(
                 dataset,
                 network,
                 options,
-                saver,
+                &mut *sink,
                 &mut totals,
             )?;
             progress.advance(pending as u64);
@@ -185,7 +258,7 @@ pub fn run_inference(
         Ok(())
     })?;
     if !steps.is_empty() {
-        finish_batch(steps, dataset, network, options, saver, &mut totals)?;
+        finish_batch(steps, dataset, network, options, sink, &mut totals)?;
         progress.advance(pending as u64);
     }
     Ok(InferenceOutput {
@@ -202,7 +275,7 @@ fn finish_batch(
     dataset: &Dataset,
     network: &Network,
     options: &EngineOptions,
-    saver: Option<&Saver>,
+    sink: &mut dyn ElementSink,
     totals: &mut Totals,
 ) -> Result<()> {
     let started = std::time::Instant::now();
@@ -277,7 +350,7 @@ fn finish_batch(
         Task::Classification => Some(to_vec(&output.f_softmax(1, Kind::Float)?)?),
         _ => None,
     };
-    let latents = match (saver.is_some_and(|s| s.latent), network.latent(&forward)) {
+    let latents = match (sink.wants_latent(), network.latent(&forward)) {
         (true, Some(latent)) => Some(to_vec(&latent)?),
         _ => None,
     };
@@ -334,9 +407,9 @@ fn finish_batch(
                 }
             }
         };
-        if let Some(saver) = saver.filter(|s| s.any()) {
+        if sink.wants_elements() {
             let latent_width = latents.as_ref().map_or(0, |l| l.len() / n.max(1));
-            saver.save(&SavedElement {
+            sink.element(&FinishedElement {
                 session,
                 element_id: element.element_id,
                 input: x,

@@ -274,3 +274,81 @@ fn full_disk_is_a_clear_error_without_partial_results() {
     assert!(leftovers.trim().is_empty(), "leftovers: {leftovers}");
     assert_eq!(prediction, previous, "the previous results changed");
 }
+
+/// The files `--dry-run` lists for a case, and the files its real run writes (new or changed,
+/// relative to the MAPS).
+fn planned_and_written(case: &Case, extra: &[&str]) -> (Vec<String>, Vec<String>) {
+    let before = tree_digest(&case.maps());
+    let mut args = vec!["--dry-run"];
+    args.extend(extra);
+    let out = case.predict(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut planned: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .map(str::to_owned)
+        .collect();
+    let out = case.predict(extra);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut written: Vec<String> = tree_digest(&case.maps())
+        .into_iter()
+        .filter(|(p, c)| c != b"<dir>" && !before.iter().any(|(q, d)| q == p && d == c))
+        .map(|(p, _)| p.to_string_lossy().into_owned())
+        .collect();
+    planned.sort();
+    written.sort();
+    (planned, written)
+}
+
+/// `--dry-run` lists exactly the files a run writes, in every mode and task the fixtures have:
+/// image (classification, regression, reconstruction with every save option), patch (voted,
+/// multi-network, regression, cut on the fly), ROI, slice (rgb classification, regression, and
+/// one element per image).
+#[test]
+fn dry_run_lists_exactly_what_each_mode_writes() {
+    let fixture = |name: &str| repo().join("tests/fixtures/clinicadl").join(name);
+    let mut cases = vec![
+        repo().join("examples/image_classification"),
+        fixture("roi_classification"),
+        fixture("slice_rgb_classification"),
+        fixture("slice_single_regression"),
+        fixture("patch_onthefly_overlap"),
+        fixture("patch_multinetwork"),
+        fixture("patch_regression"),
+    ];
+    if let Some(reference) = crate::harness::reference_dir() {
+        // The reconstruction case's command saves tensors and NIfTI images.
+        for name in [
+            "image_regression",
+            "patch_classification",
+            "image_reconstruction",
+        ] {
+            cases.push(reference.join(name));
+        }
+    }
+    for source in cases {
+        let case = Case::prepare(&source, "test");
+        let (planned, written) = planned_and_written(&case, &[]);
+        assert!(!written.is_empty(), "{}", source.display());
+        assert_eq!(planned, written, "{}", source.display());
+    }
+    // One element per image: the image-level files are written, and listed.
+    let case = Case::prepare(&fixture("slice_rgb_classification"), "test");
+    let json = case.maps().join("maps.json");
+    let text = std::fs::read_to_string(&json).unwrap().replace(
+        "\"discarded_slices\": [\n            8\n        ]",
+        "\"discarded_slices\": [\n            9\n        ]",
+    );
+    std::fs::write(
+        &json,
+        text.replace("\"num_networks\": 3", "\"num_networks\": 1"),
+    )
+    .unwrap();
+    let (planned, written) = planned_and_written(&case, &[]);
+    assert!(
+        written
+            .iter()
+            .any(|f| f.ends_with("test_image_level_prediction.tsv"))
+    );
+    assert_eq!(planned, written);
+}

@@ -1,0 +1,459 @@
+//! The run driver: the whole sequence of `clinicadl-rs predict`, from the command line to the
+//! last file. Checks everything (`config::resolve`), computes what it will write (`plan`), then
+//! writes the group definition (when new) and, for every split and selection metric, loads the
+//! network, runs it over the dataset (`predict`), computes metrics and the image-level vote
+//! (`metrics`, `ensemble`), and writes the result set whole (`output`). The only module that
+//! knows every step; none of them calls it.
+//!
+//! ClinicaDL: `MapsManager.predict` and `_test_loader`.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::caps::dataset::CheckProgress;
+use crate::cli::PredictArgs;
+use crate::config::{Environment, GroupAction, Notice, PredictConfig, SplitRun};
+use crate::ensemble;
+use crate::maps::group::write_group;
+use crate::maps::json::Task;
+use crate::maps::layout::is_training_group;
+use crate::maps::validation::read_prediction_rows;
+use crate::metrics;
+use crate::output::description::write_description;
+use crate::output::prediction::write_prediction_tsv;
+use crate::output::results::ResultSet;
+use crate::output::saved::Saver;
+use crate::plan::{ImageLevel, LevelFiles, Plan, ResultSetPlan};
+use crate::predict::engine::{Discard, ElementSink, EngineOptions, run_inference};
+use crate::rows::{Row, RowValues};
+use crate::ui;
+
+/// Runs `clinicadl-rs predict` with parsed arguments (or, with `--dry-run`, prints its plan).
+pub fn predict(args: &PredictArgs) -> Result<()> {
+    let maps = &args.input_maps_directory;
+    if !maps.is_dir() {
+        return Err(crate::error::UsageError::new(format!(
+            "invalid value for 'INPUT_MAPS_DIRECTORY': `{}` is not a folder",
+            maps.display()
+        ))
+        .into());
+    }
+    let progress = FileCheckProgress::default();
+    let environment = Environment {
+        cuda_available: args.gpu() && tch::Cuda::is_available(),
+        file_check: &progress,
+    };
+    if args.dry_run {
+        let config = crate::config::resolve(args, &environment)?;
+        print_notices(&config);
+        let plan = Plan::of(&config);
+        return crate::output::dry_run::print_plan(&config, &plan, std::io::stdout().lock());
+    }
+    let _lock = crate::maps::lock::GroupLock::acquire(maps, &args.data_group)?;
+    let started = std::time::Instant::now();
+    let config = crate::config::resolve(args, &environment)?;
+    ui::debug(&format!(
+        "checks: {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    ));
+    print_notices(&config);
+    execute(&config, &Plan::of(&config))
+}
+
+fn print_notices(config: &PredictConfig) {
+    for notice in &config.notices {
+        match notice {
+            Notice::Info(message) => ui::info(message),
+            Notice::Warning(message) => ui::warn(message),
+        }
+    }
+}
+
+/// The progress of the up-front check of tensor files: a bar (or plain lines) from
+/// [`CHECK_PROGRESS_FROM_FILES`] files, as large cohorts on network file systems take a while,
+/// and a debug line with the time it took.
+#[derive(Default)]
+struct FileCheckProgress {
+    bar: std::sync::Mutex<Option<ui::Progress>>,
+}
+
+/// Checks of at least this many files show their progress.
+const CHECK_PROGRESS_FROM_FILES: usize = 1000;
+
+impl CheckProgress for FileCheckProgress {
+    fn start(&self, total: usize) {
+        if total >= CHECK_PROGRESS_FROM_FILES
+            && let Ok(mut bar) = self.bar.lock()
+        {
+            *bar = Some(ui::Progress::new(
+                "checking tensor files",
+                "files",
+                total as u64,
+            ));
+        }
+    }
+
+    fn advance(&self) {
+        if let Ok(mut bar) = self.bar.lock()
+            && let Some(bar) = bar.as_mut()
+        {
+            bar.advance(1);
+        }
+    }
+
+    fn finish(&self, total: usize, threads: usize, elapsed: std::time::Duration) {
+        if let Some(bar) = self.bar.lock().ok().and_then(|mut bar| bar.take()) {
+            bar.finish();
+        }
+        ui::debug(&format!(
+            "tensor files checked: {total} in {:.1} ms ({threads} threads)",
+            elapsed.as_secs_f64() * 1e3
+        ));
+    }
+}
+
+/// Runs the prediction described by `config`, writing what `plan` lists.
+pub fn execute(config: &PredictConfig, plan: &Plan) -> Result<()> {
+    if let GroupAction::Write {
+        definition,
+        replace,
+    } = &config.group_action
+    {
+        write_group(
+            &config.layout,
+            &config.group,
+            &definition.data,
+            &definition.caps_directory,
+            definition.multi_cohort,
+            *replace,
+        )?;
+        ui::info(&format!(
+            "Path of json file: {}",
+            config
+                .layout
+                .group_dir(&config.group)
+                .join("maps.json")
+                .display()
+        ));
+    }
+    let engine = EngineOptions::of(config);
+    if engine.device != tch::Device::Cpu {
+        ui::info(&format!("Working on {:?}", engine.device));
+        // Every batch has the same shape: let cuDNN pick its fastest algorithms once.
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    let mut announced = None;
+    for set in &plan.result_sets {
+        if announced != Some(set.split) {
+            ui::info(&format!("Prediction of split {}", set.split));
+            announced = Some(set.split);
+        }
+        predict_one(config, &engine, &config.runs[set.run], set)?;
+    }
+    Ok(())
+}
+
+fn predict_one(
+    config: &PredictConfig,
+    engine: &EngineOptions,
+    run: &SplitRun,
+    set: &ResultSetPlan,
+) -> Result<()> {
+    let layout = &config.layout;
+    let maps = &config.maps;
+    let metric = set.selection_metric.as_str();
+    let metric_dir = layout.metric_dir(run.split, metric);
+    std::fs::create_dir_all(&metric_dir)
+        .with_context(|| format!("cannot create `{}`", metric_dir.display()))?;
+    let result_set = ResultSet::begin(&set.dir)?;
+    write_file(&result_set.file(crate::plan::DESCRIPTION), |w| {
+        write_description(
+            w,
+            &config.group,
+            &chrono::Local::now(),
+            &run.caps,
+            run.group.participant_count(),
+            run.group.data.rows.len(),
+        )
+    })?;
+    // One network for all elements, or (multi-network MAPS) one per element.
+    let networks: Vec<Option<usize>> = if maps.multi_network {
+        (0..run.dataset.extraction.count()).map(Some).collect()
+    } else {
+        vec![None]
+    };
+    let mut rows = Vec::with_capacity(run.dataset.len());
+    let mut blocks = Vec::new();
+    let mut notes = crate::caps::transforms::Notes::default();
+    let mut saver = Saver {
+        dir: result_set.file(""),
+        save: config.save,
+        mode: maps.mode,
+    };
+    for network in &networks {
+        let checkpoint = layout.checkpoint(run.split, metric, *network);
+        let checkpoint_abs =
+            std::path::absolute(&checkpoint).unwrap_or_else(|_| checkpoint.clone());
+        ui::info(&format!(
+            "Loading model trained for split {} selected according to best validation {metric} at path {}.",
+            run.split,
+            checkpoint_abs.display()
+        ));
+        let model = crate::networks::load_network(
+            &config.model.spec,
+            &checkpoint,
+            engine.device,
+            run.checkpoints.get(&checkpoint),
+        )?;
+        let restricted;
+        let dataset = match network {
+            Some(n) => {
+                restricted = run.dataset.restricted_to(*n);
+                &restricted
+            }
+            None => &run.dataset,
+        };
+        let label = match network {
+            Some(n) => format!("split {} best-{metric} network {n}", run.split),
+            None => format!("split {} best-{metric}", run.split),
+        };
+        let unit = format!("{}s", maps.mode.name()).replace("patchs", "patches");
+        let mut progress = ui::Progress::new(&label, &unit, dataset.len() as u64);
+        let sink: &mut dyn ElementSink = if config.save.any() {
+            &mut saver
+        } else {
+            &mut Discard
+        };
+        let output = run_inference(dataset, &model, engine, sink, &mut progress)?;
+        progress.finish();
+        ui::debug(&format!(
+            "forward passes: {:.3} s for {} elements",
+            output.forward_time.as_secs_f64(),
+            dataset.len()
+        ));
+        notes |= output.notes;
+        if let Some((_, loss)) = output.losses.first() {
+            ui::info(&format!(
+                "{} level {} loss is {} for model selected on {metric}",
+                maps.mode.name(),
+                config.group,
+                crate::output::pyrepr::repr_f64(f64::from(*loss))
+            ));
+        }
+        if config.use_labels && !output.losses.is_empty() {
+            blocks.push((
+                mode_level_metrics(maps.task, &output.rows, n_classes(config)),
+                output.losses,
+            ));
+        }
+        rows.extend(output.rows);
+    }
+    if notes.nan_removed {
+        ui::warn("NaN values were found in your images and will be removed.");
+    }
+    if notes.constant_elements > 0 {
+        ui::warn(&format!(
+            "{} constant {} element(s) could not be MinMax-normalised and were set to 0 (ClinicaDL 1.6.1 turns them into NaN)",
+            notes.constant_elements,
+            config.maps.mode.name()
+        ));
+    }
+    write_results(config, run, set, &result_set, &rows, &blocks)?;
+    result_set.commit()
+}
+
+fn n_classes(config: &PredictConfig) -> usize {
+    config.maps.output_size.unwrap_or(1)
+}
+
+/// Writes a file through a buffer, flushing it explicitly so that a full disk is an error
+/// naming the file (a buffer dropped unflushed loses it silently).
+fn write_file(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    let mut w = BufWriter::new(file);
+    write(&mut w)
+        .and_then(|()| w.flush())
+        .with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+type MetricTable = (
+    Vec<(String, metrics::MetricValue)>,
+    Vec<metrics::ConfidenceInterval>,
+);
+
+/// Writes the TSVs of a result set that the plan lists: the element level, and the image level
+/// of patch, slice and ROI MAPS (a copy with one element per image, else the vote).
+fn write_results(
+    config: &PredictConfig,
+    run: &SplitRun,
+    set: &ResultSetPlan,
+    result_set: &ResultSet,
+    rows: &[Row],
+    blocks: &[(MetricTable, Vec<(String, f32)>)],
+) -> Result<()> {
+    let mode = config.maps.mode;
+    let task = config.maps.task;
+    let files = &set.files;
+    write_file(&result_set.file(&files.prediction), |w| {
+        write_prediction_tsv(w, mode.name(), task, rows, n_classes(config))
+    })?;
+    if let Some(name) = &files.metrics {
+        write_file(&result_set.file(name), |w| {
+            for (network, ((table, ci), losses)) in blocks.iter().enumerate() {
+                let losses: Vec<(String, f64)> = losses
+                    .iter()
+                    .map(|(k, v)| (k.clone(), f64::from(*v)))
+                    .collect();
+                metrics::write_metrics_table(&mut *w, table, Some(ci), &losses)?;
+                if config.maps.multi_network {
+                    metrics::write_network_separator_row(
+                        &mut *w,
+                        network,
+                        table.len() + losses.len() + 1,
+                    )?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    match &files.image_level {
+        None => Ok(()),
+        Some(ImageLevel::Copy(image)) => {
+            // One element per image: the element-level results are the image-level ones.
+            write_file(&result_set.file(&image.prediction), |w| {
+                write_prediction_tsv(w, "image", task, rows, n_classes(config))
+            })?;
+            if let (Some(from), Some(to)) = (&files.metrics, &image.metrics) {
+                let (from, to) = (result_set.file(from), result_set.file(to));
+                std::fs::copy(&from, &to)
+                    .with_context(|| format!("cannot write `{}`", to.display()))?;
+            }
+            Ok(())
+        }
+        Some(ImageLevel::Vote(image)) => write_vote(config, run, set, result_set, rows, image),
+    }
+}
+
+/// The image level of several elements per image: ClinicaDL's soft vote (classification) or
+/// the mean (regression), with its metrics.
+fn write_vote(
+    config: &PredictConfig,
+    run: &SplitRun,
+    set: &ResultSetPlan,
+    result_set: &ResultSet,
+    rows: &[Row],
+    image: &LevelFiles,
+) -> Result<()> {
+    let task = config.maps.task;
+    let image_rows = match task {
+        Task::Classification => {
+            let validation = validation_rows(config, run, rows, &set.selection_metric)?;
+            let weights =
+                ensemble::soft_voting_weights(&validation, config.maps.selection_threshold);
+            ensemble::soft_vote(rows, &weights, n_classes(config))?
+        }
+        Task::Regression => ensemble::mean_vote(rows)?,
+        // The plan has no vote for reconstruction.
+        Task::Reconstruction => return Ok(()),
+    };
+    write_file(&result_set.file(&image.prediction), |w| {
+        write_prediction_tsv(
+            w,
+            config.maps.mode.name(),
+            task,
+            &image_rows,
+            n_classes(config),
+        )
+    })?;
+    if let Some(name) = &image.metrics {
+        let (table, _) = mode_level_metrics(task, &image_rows, n_classes(config));
+        write_file(&result_set.file(name), |w| {
+            metrics::write_metrics_table(w, &table, None, &[])
+        })?;
+    }
+    Ok(())
+}
+
+/// The element-level validation predictions that weight soft voting: the group's own rows for
+/// `train`/`validation`, else `split-<k>/best-<m>/validation/validation_<mode>_level_prediction.tsv`.
+fn validation_rows(
+    config: &PredictConfig,
+    run: &SplitRun,
+    rows: &[Row],
+    metric: &str,
+) -> Result<Vec<Row>> {
+    if is_training_group(&config.group) {
+        return Ok(rows.to_vec());
+    }
+    let path = config
+        .layout
+        .validation_predictions(run.split, metric, config.maps.mode.name());
+    read_prediction_rows(&path, config.maps.mode.name(), config.maps.task)
+}
+
+/// Metrics and confidence intervals of element-level rows.
+fn mode_level_metrics(task: Task, rows: &[Row], n_classes: usize) -> MetricTable {
+    match task {
+        Task::Classification => {
+            let (y, p): (Vec<i64>, Vec<i64>) = rows
+                .iter()
+                .filter_map(|r| match r.values {
+                    RowValues::Classification {
+                        true_label,
+                        predicted_label,
+                        ..
+                    } => Some((true_label, predicted_label)),
+                    _ => None,
+                })
+                .unzip();
+            (
+                metrics::classification_metrics(&y, &p, n_classes),
+                metrics::classification_ci(&y, &p, n_classes),
+            )
+        }
+        Task::Reconstruction => {
+            let (mut mae, mut rmse, mut psnr, mut ssim) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for r in rows {
+                if let RowValues::Reconstruction {
+                    mae: a,
+                    rmse: b,
+                    psnr: c,
+                    ssim: d,
+                } = r.values
+                {
+                    mae.push(a);
+                    rmse.push(b);
+                    psnr.push(c);
+                    ssim.push(d);
+                }
+            }
+            (
+                metrics::reconstruction_metrics(&mae, &rmse, &psnr, &ssim),
+                metrics::reconstruction_ci(&mae, &rmse, &psnr, &ssim),
+            )
+        }
+        Task::Regression => {
+            let (y, p): (Vec<f64>, Vec<f64>) = rows
+                .iter()
+                .filter_map(|r| match r.values {
+                    RowValues::Regression {
+                        true_label,
+                        predicted_label,
+                    } => Some((true_label.unwrap_or(-1.0), predicted_label)),
+                    _ => None,
+                })
+                .unzip();
+            (
+                metrics::regression_metrics(&y, &p),
+                metrics::regression_ci(&y, &p),
+            )
+        }
+    }
+}
