@@ -241,6 +241,13 @@ fn data_group_name(value: &str) -> Result<String, String> {
     }
 }
 
+/// Parses a command line as both binaries do (ClinicaDL's two-letter options rewritten first);
+/// on `--help`, `--version` or a usage error, clap's message is printed and the exit code
+/// returned (see `error.rs`).
+pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Cli, i32> {
+    Cli::try_parse_from(normalize_args(args)).map_err(|error| crate::error::clap_exit(&error))
+}
+
 /// Rewrites ClinicaDL's two-letter short options (`-np`, `-sm`) to their long forms, so that
 /// `clinicadl-rs predict ... -np 4 -sm BA` parses exactly as `clinicadl predict` does.
 pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {

@@ -15,6 +15,7 @@ use crate::caps::dataset::{CheckProgress, Dataset, DatasetOptions};
 use crate::caps::participants::{Diagnoses, load_participants};
 use crate::cli::PredictArgs;
 use crate::error::UsageError;
+use crate::problems::Problems;
 use crate::maps::group::{
     GroupDefinition, group_data_table, group_exists, leaking_participants, python_set_repr,
     read_group, stored_caps_path,
@@ -284,36 +285,6 @@ fn resolve_metrics(
         metrics.push(metric.clone());
     }
     (metrics, checkpoints)
-}
-
-/// Problems found by the checks, reported together (each once, in the order found).
-#[derive(Debug, Default)]
-struct Problems(Vec<String>);
-
-impl Problems {
-    fn push(&mut self, problem: String) {
-        if !self.0.contains(&problem) {
-            self.0.push(problem);
-        }
-    }
-
-    /// An error with its causes, on one line (its own lists indented below it).
-    fn push_error(&mut self, error: &anyhow::Error) {
-        self.push(crate::ui::one_line(error));
-    }
-
-    /// Fails with every problem, when there is one.
-    fn check(self) -> Result<()> {
-        match self.0.as_slice() {
-            [] => Ok(()),
-            [one] => bail!("{one}"),
-            all => bail!(
-                "{} found before anything was written:\n{}",
-                crate::ui::count_problems(all.len()),
-                crate::ui::bullet_list(all)
-            ),
-        }
-    }
 }
 
 /// The group definition to use, and what to do with it (predict.md §4.1, with 1.6.1's

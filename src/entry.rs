@@ -6,9 +6,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 
-use crate::cli::{Cli, Command, normalize_args};
+use crate::cli::Command;
 use crate::{error, ui};
 
 /// The engine's `main`: parses the command line, runs it, and turns the outcome into an exit
@@ -18,13 +17,9 @@ pub fn main() -> ExitCode {
         // The command that started this engine is gone: nobody waits for this run.
         return ExitCode::from(error::EXIT_FAILURE as u8);
     }
-    let cli = match Cli::try_parse_from(normalize_args(std::env::args_os())) {
+    let cli = match crate::cli::parse(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(e) => {
-            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
-            let _ = e.print();
-            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
-        }
+        Err(code) => return ExitCode::from(code as u8),
     };
     ui::set_verbose(cli.verbose);
     if let Some(ms) = ms_since_process_start() {

@@ -28,6 +28,7 @@ pub mod networks;
 pub mod output;
 pub mod plan;
 pub mod predict;
+pub mod problems;
 #[cfg(test)]
 pub(crate) mod reference_cases;
 pub mod rows;

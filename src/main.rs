@@ -12,6 +12,9 @@
 #[path = "cli.rs"]
 #[allow(dead_code)]
 mod cli;
+#[path = "error.rs"]
+#[allow(dead_code)]
+mod error;
 #[path = "supervision.rs"]
 #[allow(dead_code)]
 mod supervision;
@@ -20,7 +23,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus};
 
-use clap::Parser;
 use nix::sys::signal::Signal;
 
 /// The engine for `cli`: CUDA's libraries are only loaded for runs that may use the GPU.
@@ -39,13 +41,9 @@ fn engine_path(cli: &cli::Cli) -> Option<PathBuf> {
 #[allow(clippy::print_stderr)]
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let cli = match cli::Cli::try_parse_from(cli::normalize_args(args.iter().cloned())) {
+    let cli = match cli::parse(args.iter().cloned()) {
         Ok(cli) => cli,
-        Err(e) => {
-            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
-            let _ = e.print();
-            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
-        }
+        Err(code) => return ExitCode::from(code as u8),
     };
     // libtorch cannot even start in a folder that was deleted (its MKL dies with "Cannot load
     // libtorch_cpu.so"), and relative paths could not be resolved there anyway.
@@ -53,11 +51,11 @@ fn main() -> ExitCode {
         eprintln!(
             "error: cannot use the current folder ({error}): it was probably deleted or moved\nhint: `cd` to an existing folder and run the command again"
         );
-        return ExitCode::from(1);
+        return failure();
     }
     let Some(engine) = engine_path(&cli) else {
         eprintln!("error: cannot locate the clinicadl-rs executable to find its engine beside it");
-        return ExitCode::from(1);
+        return failure();
     };
     let mut command = Command::new(&engine);
     command.args(&args[1..]);
@@ -94,7 +92,7 @@ fn main() -> ExitCode {
         Ok(signals) => signals,
         Err(error) => {
             eprintln!("error: cannot handle signals: {error}");
-            return ExitCode::from(1);
+            return failure();
         }
     };
     // The engine lists the files it maps here (absent: they are not named on SIGBUS).
@@ -113,7 +111,7 @@ fn main() -> ExitCode {
                 "error: cannot run the engine `{}`: {error}\nhint: clinicadl-rs-engine and clinicadl-rs-engine-cpu must be installed in the same folder as clinicadl-rs (or set CLINICADL_RS_ENGINE)",
                 engine.display()
             );
-            return ExitCode::from(1);
+            return failure();
         }
     };
     let engine_pid = nix::unistd::Pid::from_raw(child.id() as i32);
@@ -130,11 +128,16 @@ fn main() -> ExitCode {
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(error) => {
                 eprintln!("error: lost track of the engine: {error}");
-                return ExitCode::from(1);
+                return failure();
             }
         }
     };
     exit_code(status, mapped.as_ref().map(|m| m.path()))
+}
+
+/// The exit code of a runtime error.
+fn failure() -> ExitCode {
+    ExitCode::from(error::EXIT_FAILURE as u8)
 }
 
 /// The command's exit code for the engine's `status`: the engine's own code, or, when a signal
@@ -146,7 +149,7 @@ fn exit_code(status: ExitStatus, mapped: Option<&Path>) -> ExitCode {
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
     let Some(number) = status.signal() else {
-        return ExitCode::from(1);
+        return failure();
     };
     let signal = Signal::try_from(number)
         .map_or_else(|_| format!("signal {number}"), |s| s.as_str().to_owned());
@@ -173,18 +176,18 @@ fn exit_code(status: ExitStatus, mapped: Option<&Path>) -> ExitCode {
             eprintln!(
                 "error: the run stopped (SIGBUS): a file it reads through a memory map was truncated or rewritten while it ran{named}\nhint: a checkpoint must not change during a prediction (is a training still writing this MAPS?); run the command again once it is complete: {whole}"
             );
-            ExitCode::from(1)
+            failure()
         }
-        Ok(Signal::SIGINT | Signal::SIGPIPE) => ExitCode::from((128 + number).clamp(0, 255) as u8),
+        Ok(Signal::SIGINT | Signal::SIGPIPE) => ExitCode::from(error::killed_by(number)),
         Ok(Signal::SIGKILL) => {
             eprintln!(
                 "error: the run was killed ({signal}), most often by the out-of-memory killer or a job scheduler's limit; {whole}\nhint: with little memory, a smaller --batch_size or --n_proc needs less"
             );
-            ExitCode::from((128 + number).clamp(0, 255) as u8)
+            ExitCode::from(error::killed_by(number))
         }
         _ => {
             eprintln!("error: the run was stopped by {signal}; {whole}");
-            ExitCode::from((128 + number).clamp(0, 255) as u8)
+            ExitCode::from(error::killed_by(number))
         }
     }
 }
