@@ -15,7 +15,6 @@ use crate::caps::dataset::{CheckProgress, Dataset, DatasetOptions};
 use crate::caps::participants::{Diagnoses, load_participants};
 use crate::cli::PredictArgs;
 use crate::error::UsageError;
-use crate::problems::Problems;
 use crate::maps::group::{
     GroupDefinition, group_data_table, group_exists, leaking_participants, python_set_repr,
     read_group, stored_caps_path,
@@ -23,6 +22,7 @@ use crate::maps::group::{
 use crate::maps::json::{MapsJson, Mode, Task, read_maps_json};
 use crate::maps::layout::{MapsLayout, is_training_group};
 use crate::networks::{Family, Model};
+use crate::problems::Problems;
 use crate::torchfile::FileStamp;
 
 /// What happens to the data group definition.

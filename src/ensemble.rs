@@ -1,6 +1,6 @@
-//! Image-level results from element-level rows (predict.md §9.1): soft voting for
-//! classification, weighted by each element's accuracy on the validation group, and the mean for
-//! regression. Pure functions over rows.
+//! Image-level results from element-level rows: soft voting for classification, weighted by
+//! each element's accuracy on the validation group, and the mean for regression. Pure functions
+//! over rows; the sums are `crate::numpy`'s, the metrics of the voted rows `crate::metrics`'.
 //!
 //! ClinicaDL: `ClassificationManager.ensemble_prediction` and
 //! `RegressionManager.ensemble_prediction` (`clinicadl.utils.task_manager`).
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 
-use crate::metrics::numpy_pairwise_sum_f64;
+use crate::numpy::numpy_pairwise_sum_f64;
 use crate::rows::{Row, RowValues};
 
 /// Per-element weights of soft voting, by element id in increasing order: the validation

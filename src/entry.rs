@@ -6,7 +6,6 @@
 
 use std::process::ExitCode;
 
-
 use crate::cli::Command;
 use crate::{error, ui};
 

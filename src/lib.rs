@@ -16,6 +16,7 @@
 //! `torchfile` reads and writes PyTorch files without executing pickle code; `tsv` reads and
 //! writes tables as pandas does; `ui` is the only code that prints.
 
+pub mod atomic;
 pub mod caps;
 pub mod cli;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod maps;
 pub mod metrics;
 pub mod networks;
+pub mod numpy;
 pub mod output;
 pub mod plan;
 pub mod predict;

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::atomic::StagedFolder;
 use crate::caps::dataset::CheckProgress;
 use crate::cli::PredictArgs;
 use crate::config::{Environment, GroupAction, Notice, PredictConfig, SplitRun};
@@ -20,14 +21,14 @@ use crate::maps::group::write_group;
 use crate::maps::json::Task;
 use crate::maps::layout::is_training_group;
 use crate::maps::validation::read_prediction_rows;
-use crate::metrics;
+use crate::metrics::{self, MetricTable};
 use crate::output::description::write_description;
+use crate::output::metrics::{write_metrics_table, write_network_separator_row};
 use crate::output::prediction::write_prediction_tsv;
-use crate::output::results::ResultSet;
 use crate::output::saved::Saver;
 use crate::plan::{ImageLevel, LevelFiles, Plan, ResultSetPlan};
 use crate::predict::engine::{Discard, ElementSink, EngineOptions, run_inference};
-use crate::rows::{Row, RowValues};
+use crate::rows::Row;
 use crate::ui;
 
 /// Runs `clinicadl-rs predict` with parsed arguments (or, with `--dry-run`, prints its plan).
@@ -167,7 +168,7 @@ fn predict_one(
     let metric_dir = layout.metric_dir(run.split, metric);
     std::fs::create_dir_all(&metric_dir)
         .with_context(|| format!("cannot create `{}`", metric_dir.display()))?;
-    let result_set = ResultSet::begin(&set.dir)?;
+    let result_set = StagedFolder::begin(&set.dir)?;
     write_file(&result_set.file(crate::plan::DESCRIPTION), |w| {
         write_description(
             w,
@@ -244,7 +245,7 @@ fn predict_one(
         }
         if config.use_labels && !output.losses.is_empty() {
             blocks.push((
-                mode_level_metrics(maps.task, &output.rows, n_classes(config)),
+                metrics::of_rows(maps.task, &output.rows, n_classes(config)),
                 output.losses,
             ));
         }
@@ -282,18 +283,13 @@ fn write_file(
         .with_context(|| format!("cannot write `{}`", path.display()))
 }
 
-type MetricTable = (
-    Vec<(String, metrics::MetricValue)>,
-    Vec<metrics::ConfidenceInterval>,
-);
-
 /// Writes the TSVs of a result set that the plan lists: the element level, and the image level
 /// of patch, slice and ROI MAPS (a copy with one element per image, else the vote).
 fn write_results(
     config: &PredictConfig,
     run: &SplitRun,
     set: &ResultSetPlan,
-    result_set: &ResultSet,
+    result_set: &StagedFolder,
     rows: &[Row],
     blocks: &[(MetricTable, Vec<(String, f32)>)],
 ) -> Result<()> {
@@ -310,13 +306,9 @@ fn write_results(
                     .iter()
                     .map(|(k, v)| (k.clone(), f64::from(*v)))
                     .collect();
-                metrics::write_metrics_table(&mut *w, table, Some(ci), &losses)?;
+                write_metrics_table(&mut *w, table, Some(ci), &losses)?;
                 if config.maps.multi_network {
-                    metrics::write_network_separator_row(
-                        &mut *w,
-                        network,
-                        table.len() + losses.len() + 1,
-                    )?;
+                    write_network_separator_row(&mut *w, network, table.len() + losses.len() + 1)?;
                 }
             }
             Ok(())
@@ -346,7 +338,7 @@ fn write_vote(
     config: &PredictConfig,
     run: &SplitRun,
     set: &ResultSetPlan,
-    result_set: &ResultSet,
+    result_set: &StagedFolder,
     rows: &[Row],
     image: &LevelFiles,
 ) -> Result<()> {
@@ -372,9 +364,9 @@ fn write_vote(
         )
     })?;
     if let Some(name) = &image.metrics {
-        let (table, _) = mode_level_metrics(task, &image_rows, n_classes(config));
+        let (table, _) = metrics::of_rows(task, &image_rows, n_classes(config));
         write_file(&result_set.file(name), |w| {
-            metrics::write_metrics_table(w, &table, None, &[])
+            write_metrics_table(w, &table, None, &[])
         })?;
     }
     Ok(())
@@ -395,65 +387,4 @@ fn validation_rows(
         .layout
         .validation_predictions(run.split, metric, config.maps.mode.name());
     read_prediction_rows(&path, config.maps.mode.name(), config.maps.task)
-}
-
-/// Metrics and confidence intervals of element-level rows.
-fn mode_level_metrics(task: Task, rows: &[Row], n_classes: usize) -> MetricTable {
-    match task {
-        Task::Classification => {
-            let (y, p): (Vec<i64>, Vec<i64>) = rows
-                .iter()
-                .filter_map(|r| match r.values {
-                    RowValues::Classification {
-                        true_label,
-                        predicted_label,
-                        ..
-                    } => Some((true_label, predicted_label)),
-                    _ => None,
-                })
-                .unzip();
-            (
-                metrics::classification_metrics(&y, &p, n_classes),
-                metrics::classification_ci(&y, &p, n_classes),
-            )
-        }
-        Task::Reconstruction => {
-            let (mut mae, mut rmse, mut psnr, mut ssim) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for r in rows {
-                if let RowValues::Reconstruction {
-                    mae: a,
-                    rmse: b,
-                    psnr: c,
-                    ssim: d,
-                } = r.values
-                {
-                    mae.push(a);
-                    rmse.push(b);
-                    psnr.push(c);
-                    ssim.push(d);
-                }
-            }
-            (
-                metrics::reconstruction_metrics(&mae, &rmse, &psnr, &ssim),
-                metrics::reconstruction_ci(&mae, &rmse, &psnr, &ssim),
-            )
-        }
-        Task::Regression => {
-            let (y, p): (Vec<f64>, Vec<f64>) = rows
-                .iter()
-                .filter_map(|r| match r.values {
-                    RowValues::Regression {
-                        true_label,
-                        predicted_label,
-                    } => Some((true_label.unwrap_or(-1.0), predicted_label)),
-                    _ => None,
-                })
-                .unzip();
-            (
-                metrics::regression_metrics(&y, &p),
-                metrics::regression_ci(&y, &p),
-            )
-        }
-    }
 }

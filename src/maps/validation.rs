@@ -61,4 +61,3 @@ pub fn read_prediction_rows(path: &Path, mode: &str, task: Task) -> Result<Vec<R
     }
     Ok(rows)
 }
-

@@ -84,6 +84,7 @@ pub fn ssim(x: &Tensor, y: &Tensor) -> Result<f64, TchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::reconstruction::reconstruction_mae_rmse_psnr;
     use crate::tolerance;
 
     #[test]
@@ -118,7 +119,7 @@ mod tests {
                 )
             };
             let ((x, shape), (y, _)) = (load("input"), load("output"));
-            let (mae, rmse, psnr) = crate::metrics::reconstruction_mae_rmse_psnr(&x, &y).unwrap();
+            let (mae, rmse, psnr) = reconstruction_mae_rmse_psnr(&x, &y).unwrap();
             let tx = Tensor::from_slice(&x).reshape(shape.as_slice());
             let ty = Tensor::from_slice(&y).reshape(shape.as_slice());
             let s = ssim(&tx, &ty).unwrap();

@@ -19,6 +19,8 @@
 use std::path::Path;
 
 use clinicadl_rs::metrics;
+use clinicadl_rs::metrics::classification::classification_metrics;
+use clinicadl_rs::metrics::regression::regression_metrics;
 
 use crate::tolerance;
 
@@ -460,7 +462,7 @@ impl<'a> MetricBounds<'a> {
                     .iter()
                     .position(|m| *m == name)
                     .unwrap_or_else(|| panic!("no tolerance rule for the metric `{name}`"));
-                let metric = |p: &[f64]| metrics::regression_metrics(&truth, p)[index].1.as_f64();
+                let metric = |p: &[f64]| regression_metrics(&truth, p)[index].1.as_f64();
                 let deltas = vec![output_error; predicted.len()];
                 (
                     theirs,
@@ -498,7 +500,7 @@ impl<'a> MetricBounds<'a> {
             })
             .unzip();
         let classes = rows.probabilities(0).len();
-        metrics::classification_metrics(&truth, &predicted, classes)
+        classification_metrics(&truth, &predicted, classes)
             .into_iter()
             .find(|(n, _)| n == name)
             .unwrap_or_else(|| panic!("no tolerance rule for the metric `{name}`"))
@@ -657,7 +659,7 @@ mod self_tests {
         compare_predictions(&regression(ours), &regression(theirs), &allowance, "t");
         let metrics = |p: &[f64]| {
             let truth: Vec<f64> = (0..p.len()).map(|i| 70.0 + i as f64).collect();
-            let r2 = metrics::regression_metrics(&truth, p)[0].1.as_f64();
+            let r2 = regression_metrics(&truth, p)[0].1.as_f64();
             format!("Metrics\tR2_score\nValues\t{r2}\n")
         };
         compare_metrics(
