@@ -1,23 +1,20 @@
-//! Result sets written whole or not at all. The files of one `split-<k>/best-<m>/<group>/` folder
-//! are written into a staging folder beside it (`.<group>.partial-<pid>`) and swapped in by
-//! renames once complete; the previous results stay until then. Leftovers of killed runs
-//! (staging folders, or a previous result set moved aside just before a crash) are cleaned up
-//! or restored by the next run.
+//! Folders written whole or not at all, the one scheme for everything a run writes into a MAPS
+//! (a result set `split-<k>/best-<m>/<group>/`, a group definition `groups/<group>/`): files
+//! are written into a staging folder beside the target (`.<name>.partial-<pid>`) and swapped in
+//! by renames once complete; the previous folder stays until then. Leftovers of killed runs
+//! (staging folders, or a previous folder moved aside just before a crash) are cleaned up or
+//! restored by the next run that writes the same folder.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// A result folder being written.
+/// A folder being written.
 #[derive(Debug)]
-pub struct ResultSet {
+pub struct StagedFolder {
     target: PathBuf,
     staging: PathBuf,
     committed: bool,
-}
-
-fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Name of the folder, for the staging names.
@@ -48,7 +45,7 @@ pub fn recover(target: &Path) -> Result<()> {
             else {
                 continue;
             };
-            if process_alive(pid) && pid != std::process::id() {
+            if crate::supervision::process_alive(pid) && pid != crate::supervision::run_pid() {
                 continue;
             }
             let path = entry.path();
@@ -69,15 +66,15 @@ pub fn recover(target: &Path) -> Result<()> {
     Ok(())
 }
 
-impl ResultSet {
-    /// Starts a result set for `target` (its parent must exist).
+impl StagedFolder {
+    /// Starts writing the folder `target` (its parent must exist).
     pub fn begin(target: &Path) -> Result<Self> {
         recover(target)?;
-        let parent = target.parent().context("a result folder has no parent")?;
+        let parent = target.parent().context("a written folder has a parent")?;
         let staging = parent.join(format!(
             ".{}.partial-{}",
             folder_name(target),
-            std::process::id()
+            crate::supervision::run_pid()
         ));
         if staging.exists() {
             std::fs::remove_dir_all(&staging)
@@ -85,7 +82,7 @@ impl ResultSet {
         }
         std::fs::create_dir(&staging)
             .with_context(|| format!("cannot create `{}`", staging.display()))?;
-        Ok(ResultSet {
+        Ok(StagedFolder {
             target: target.to_owned(),
             staging,
             committed: false,
@@ -97,52 +94,48 @@ impl ResultSet {
         self.staging.join(name)
     }
 
-    /// The final folder.
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
-    /// Swaps the complete set into place, replacing the previous one.
+    /// Swaps the complete folder into place, replacing the previous one.
     pub fn commit(mut self) -> Result<()> {
         let parent = self
             .target
             .parent()
-            .context("a result folder has no parent")?;
+            .context("a written folder has a parent")?;
         if self.target.exists() {
             let old = parent.join(format!(
                 ".{}.old-{}",
                 folder_name(&self.target),
-                std::process::id()
+                crate::supervision::run_pid()
             ));
             std::fs::rename(&self.target, &old).with_context(|| {
-                format!(
-                    "cannot move the previous results `{}` aside",
-                    self.target.display()
-                )
+                format!("cannot move the previous `{}` aside", self.target.display())
             })?;
-            std::fs::rename(&self.staging, &self.target).with_context(|| {
-                format!(
-                    "cannot move the new results into `{}`",
-                    self.target.display()
-                )
-            })?;
-            std::fs::remove_dir_all(&old).with_context(|| {
-                format!("cannot remove the previous results `{}`", old.display())
-            })?;
+            self.move_in()?;
+            std::fs::remove_dir_all(&old)
+                .with_context(|| format!("cannot remove the previous `{}`", old.display()))?;
         } else {
-            std::fs::rename(&self.staging, &self.target).with_context(|| {
-                format!(
-                    "cannot move the new results into `{}`",
-                    self.target.display()
-                )
-            })?;
+            self.move_in()?;
         }
         self.committed = true;
         Ok(())
     }
+
+    /// Moves the complete folder into place where there is none; fails when the target exists.
+    pub fn commit_new(mut self) -> Result<()> {
+        if self.target.exists() {
+            anyhow::bail!("`{}` exists already", self.target.display());
+        }
+        self.move_in()?;
+        self.committed = true;
+        Ok(())
+    }
+
+    fn move_in(&self) -> Result<()> {
+        std::fs::rename(&self.staging, &self.target)
+            .with_context(|| format!("cannot move the new files into `{}`", self.target.display()))
+    }
 }
 
-impl Drop for ResultSet {
+impl Drop for StagedFolder {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.staging);
@@ -161,12 +154,12 @@ mod tests {
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("old.tsv"), "old").unwrap();
         {
-            let set = ResultSet::begin(&target).unwrap();
+            let set = StagedFolder::begin(&target).unwrap();
             std::fs::write(set.file("new.tsv"), "new").unwrap();
             // dropped without commit: nothing changes
         }
         assert!(target.join("old.tsv").exists());
-        let set = ResultSet::begin(&target).unwrap();
+        let set = StagedFolder::begin(&target).unwrap();
         std::fs::write(set.file("new.tsv"), "new").unwrap();
         set.commit().unwrap();
         assert!(!target.join("old.tsv").exists());

@@ -33,6 +33,12 @@ pub fn run_pid() -> u32 {
     front_pid().unwrap_or_else(std::process::id)
 }
 
+/// Whether a process of this host with this pid exists (a run that left a lock or a staging
+/// folder, say).
+pub fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Engine side: when started by the command, be killed with it. Returns `false` when the
 /// command is already gone (the engine should stop at once).
 pub fn follow_the_front() -> bool {

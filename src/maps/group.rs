@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use super::layout::{MapsLayout, is_training_group};
+use crate::atomic::StagedFolder;
 use crate::tsv::{Cell, Table};
 
 /// A data group as predict uses it.
@@ -213,35 +214,18 @@ pub fn write_group(
     let groups = layout.groups_dir();
     std::fs::create_dir_all(&groups)
         .with_context(|| format!("cannot create `{}`", groups.display()))?;
-    let target = layout.group_dir(group);
-    let staging = groups.join(format!(".{group}.partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir(&staging)
-        .with_context(|| format!("cannot create `{}`", staging.display()))?;
-    let result = (|| -> Result<()> {
-        let tsv = staging.join("data.tsv");
-        std::fs::write(&tsv, data.to_tsv_string())
-            .with_context(|| format!("cannot write `{}`", tsv.display()))?;
-        let json = staging.join("maps.json");
-        std::fs::write(&json, group_json_text(caps_directory, multi_cohort))
-            .with_context(|| format!("cannot write `{}`", json.display()))?;
-        if replace && target.exists() {
-            let old = groups.join(format!(".{group}.old-{}", std::process::id()));
-            std::fs::rename(&target, &old)
-                .with_context(|| format!("cannot move `{}` aside", target.display()))?;
-            std::fs::rename(&staging, &target)
-                .with_context(|| format!("cannot create `{}`", target.display()))?;
-            let _ = std::fs::remove_dir_all(&old);
-        } else {
-            std::fs::rename(&staging, &target)
-                .with_context(|| format!("cannot create `{}`", target.display()))?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
+    let folder = StagedFolder::begin(&layout.group_dir(group))?;
+    let tsv = folder.file("data.tsv");
+    std::fs::write(&tsv, data.to_tsv_string())
+        .with_context(|| format!("cannot write `{}`", tsv.display()))?;
+    let json = folder.file("maps.json");
+    std::fs::write(&json, group_json_text(caps_directory, multi_cohort))
+        .with_context(|| format!("cannot write `{}`", json.display()))?;
+    if replace {
+        folder.commit()
+    } else {
+        folder.commit_new()
     }
-    result
 }
 
 /// The data leakage check (predict.md §5): participants of the new group already seen in

@@ -20,10 +20,6 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
 impl GroupLock {
     /// Takes the lock of `group` in the MAPS at `maps`.
     pub fn acquire(maps: &Path, group: &str) -> Result<GroupLock> {
@@ -51,7 +47,7 @@ impl GroupLock {
                         .and_then(|t| t.elapsed().ok())
                         .is_some_and(|age| age.as_secs() >= 10);
                     match pid {
-                        Some(pid) if same_host && !pid_alive(pid) => {
+                        Some(pid) if same_host && !crate::supervision::process_alive(pid) => {
                             // Stale: its owner is gone.
                             let _ = std::fs::remove_file(&path);
                         }
@@ -144,7 +140,9 @@ fn remove_stale_drafts(lock: &Path) {
         let pid = file
             .strip_prefix(&prefix)
             .and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|pid| pid != crate::supervision::run_pid() && !pid_alive(pid)) {
+        if pid.is_some_and(|pid| {
+            pid != crate::supervision::run_pid() && !crate::supervision::process_alive(pid)
+        }) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
