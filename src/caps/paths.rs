@@ -69,66 +69,53 @@ pub fn file_pattern(pre: &Preprocessing) -> Result<FilePattern> {
     })
 }
 
-/// fnmatch-style matching of one path component (`*`, `?`), ASCII case-insensitive.
-fn component_matches(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.to_lowercase().chars().collect();
-    let n: Vec<char> = name.to_lowercase().chars().collect();
-    let (mut pi, mut ni) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
+/// The matcher of one path component of a file pattern: fnmatch's `*`, `?` and `[…]`, case
+/// insensitive (braces are literal, as in Python's `glob`). `None` for a pattern globset cannot
+/// compile (an unclosed class): it matches nothing.
+fn component_matcher(pattern: &str) -> Option<globset::GlobMatcher> {
+    let literal_braces = pattern.replace('{', "[{]").replace('}', "[}]");
+    globset::GlobBuilder::new(&literal_braces)
+        .case_insensitive(true)
+        .literal_separator(true)
+        .backslash_escape(false)
+        .build()
+        .ok()
+        .map(|glob| glob.compile_matcher())
 }
 
-/// Files under `base` (any depth, hidden entries skipped) whose trailing path components match
-/// the `/`-separated `pattern`.
+/// Files under `base` (any depth, following links, hidden entries skipped) whose trailing path
+/// components match the `/`-separated `pattern`, sorted.
 pub fn find_files(base: &Path, pattern: &str) -> Vec<PathBuf> {
-    let parts: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
-    let mut found = Vec::new();
-    let mut stack = vec![base.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(base) {
-                let comps: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
-                if comps.len() >= parts.len()
-                    && parts
-                        .iter()
-                        .zip(&comps[comps.len() - parts.len()..])
-                        .all(|(p, c)| component_matches(p, c))
-                {
-                    found.push(path);
-                }
-            }
-        }
-    }
+    let parts: Option<Vec<globset::GlobMatcher>> = pattern
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(component_matcher)
+        .collect();
+    let Some(parts) = parts else {
+        return Vec::new();
+    };
+    let hidden = |entry: &walkdir::DirEntry| {
+        entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.')
+    };
+    let mut found: Vec<PathBuf> = walkdir::WalkDir::new(base)
+        .follow_links(true)
+        .into_iter()
+        .filter_entry(|entry| !hidden(entry))
+        .flatten()
+        .filter(|entry| entry.file_type().is_file())
+        .filter(|entry| {
+            let Ok(relative) = entry.path().strip_prefix(base) else {
+                return false;
+            };
+            let components: Vec<&std::ffi::OsStr> = relative.iter().collect();
+            components.len() >= parts.len()
+                && parts
+                    .iter()
+                    .zip(&components[components.len() - parts.len()..])
+                    .all(|(part, component)| part.is_match(component))
+        })
+        .map(walkdir::DirEntry::into_path)
+        .collect();
     found.sort();
     found
 }
@@ -229,12 +216,41 @@ mod tests {
 
     #[test]
     fn fnmatch_case_insensitive() {
-        assert!(component_matches(
+        let matches =
+            |pattern: &str, name: &str| component_matcher(pattern).unwrap().is_match(name);
+        assert!(matches(
             "*space-MNI_T1w.nii.gz",
             "sub-1_ses-M000_SPACE-mni_t1w.nii.gz"
         ));
-        assert!(!component_matches("*_T1w.nii.gz", "sub-1_T1w.nii"));
-        assert!(component_matches("a?c*", "abcdef"));
+        assert!(!matches("*_T1w.nii.gz", "sub-1_T1w.nii"));
+        assert!(matches("a?c*", "abcdef"));
+        assert!(matches("*[0-9]_x", "run2_x"));
+        // Python's glob takes braces literally.
+        assert!(matches("a{b,c}", "a{b,c}") && !matches("a{b,c}", "ab"));
+    }
+
+    #[test]
+    fn finds_files_by_their_trailing_components_skipping_hidden_ones() {
+        let d = tempfile::tempdir().unwrap();
+        for file in [
+            "t1_linear/a_T1w.nii.gz",
+            ".hidden/b_T1w.nii.gz",
+            "x/t1_linear/c_T1w.nii.gz",
+            "t1_linear/d_T1w.nii",
+        ] {
+            let path = d.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "").unwrap();
+        }
+        let found = find_files(d.path(), "t1_linear/*_T1w.nii.gz");
+        assert_eq!(
+            found,
+            [
+                d.path().join("t1_linear/a_T1w.nii.gz"),
+                d.path().join("x/t1_linear/c_T1w.nii.gz")
+            ]
+        );
+        assert!(find_files(d.path(), "[unclosed").is_empty());
     }
 
     #[test]
