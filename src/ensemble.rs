@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 
 use crate::numpy::numpy_pairwise_sum_f64;
-use crate::rows::{Row, RowValues};
+use crate::rows::{Row, RowValues, first_argmax};
 
 /// Per-element weights of soft voting, by element id in increasing order: the validation
 /// accuracy of each element (set to 0 below `selection_threshold`), normalised to sum 1.
@@ -109,13 +109,8 @@ pub fn soft_vote(rows: &[Row], weights: &[(usize, f64)], n_classes: usize) -> Re
             bail!("({participant_id} | {session_id}) has several true labels: {true_labels:?}");
         };
         let probabilities: Vec<f64> = columns.iter().map(|c| weighted_average(c, &w)).collect();
-        // Python's `list.index(max(list))`: the first maximum (NaN never compares greater).
-        let mut predicted = 0;
-        for (i, p) in probabilities.iter().enumerate() {
-            if *p > probabilities[predicted] {
-                predicted = i;
-            }
-        }
+        // Python's `list.index(max(list))`: the first maximum.
+        let predicted = first_argmax(&probabilities);
         out.push(Row {
             participant_id,
             session_id,

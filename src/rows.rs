@@ -48,11 +48,15 @@ pub struct Row {
     pub values: RowValues,
 }
 
-/// Index of the first maximum (PyTorch `argmax` semantics; NaN never wins).
-pub fn first_argmax(values: &[f32]) -> usize {
+/// Index of the first maximum (a later equal value does not win; NaN never wins, unless all
+/// are NaN): the predicted label of logits, and of soft-voted probabilities (Python's
+/// `list.index(max(list))`, which never meets NaN there).
+pub fn first_argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
     let mut best = 0;
     for (i, &v) in values.iter().enumerate() {
-        if v > values[best] || (values[best].is_nan() && !v.is_nan()) {
+        // Only NaN does not compare with itself.
+        let is_nan = |x: T| x.partial_cmp(&x).is_none();
+        if v > values[best] || (is_nan(values[best]) && !is_nan(v)) {
             best = i;
         }
     }
@@ -68,5 +72,6 @@ mod tests {
         assert_eq!(first_argmax(&[0.1, 0.7, 0.7]), 1);
         assert_eq!(first_argmax(&[2.0, 1.0]), 0);
         assert_eq!(first_argmax(&[f32::NAN, 1.0]), 1);
+        assert_eq!(first_argmax(&[0.25f64, 0.5, 0.25]), 1);
     }
 }

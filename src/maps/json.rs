@@ -393,14 +393,6 @@ fn opt_str(
     }
 }
 
-/// A path-like value (predict.md §3.1 path decoding): `""` and `false` mean "no path".
-pub fn path_value(value: &Value) -> Option<PathBuf> {
-    match value {
-        Value::String(s) if !s.is_empty() => Some(PathBuf::from(s)),
-        _ => None,
-    }
-}
-
 /// Whether ClinicaDL decodes this key as a path.
 pub fn is_path_key(key: &str) -> bool {
     PATH_SUFFIXES.iter().any(|s| key.ends_with(s))
@@ -665,8 +657,5 @@ mod tests {
     #[test]
     fn path_decoding() {
         assert!(is_path_key("caps_directory") && is_path_key("tsv_path") && !is_path_key("label"));
-        assert_eq!(path_value(&json!("")), None);
-        assert_eq!(path_value(&json!(false)), None);
-        assert_eq!(path_value(&json!("caps")), Some(PathBuf::from("caps")));
     }
 }

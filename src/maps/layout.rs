@@ -31,11 +31,6 @@ impl MapsLayout {
         }
     }
 
-    /// `maps.json`.
-    pub fn maps_json(&self) -> PathBuf {
-        self.root.join("maps.json")
-    }
-
     /// `groups/`.
     pub fn groups_dir(&self) -> PathBuf {
         self.root.join("groups")
