@@ -542,3 +542,134 @@ pub fn resolve(args: &PredictArgs, environment: &Environment) -> Result<PredictC
         notices,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::caps::dataset::Quiet;
+    use crate::cli::{Cli, Command};
+    use crate::error::{EXIT_FAILURE, EXIT_USAGE, exit_code};
+
+    /// The bundled example (a MAPS trained by ClinicaDL: 2 splits, `loss` and `BA`).
+    fn example() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/image_classification")
+    }
+
+    /// `predict <example maps> <group> <extra>` parsed as the command does.
+    fn args(group: &str, extra: &[&str]) -> PredictArgs {
+        let maps = example().join("maps");
+        let mut argv = vec!["clinicadl-rs", "predict", maps.to_str().unwrap(), group];
+        argv.extend(extra);
+        let Ok(Cli {
+            command: Command::Predict(args),
+            ..
+        }) = crate::cli::parse(argv.iter().map(std::ffi::OsString::from))
+        else {
+            panic!("{argv:?} does not parse");
+        };
+        args
+    }
+
+    fn resolve_with(args: &PredictArgs, cuda_available: bool) -> Result<PredictConfig> {
+        resolve(
+            args,
+            &Environment {
+                cuda_available,
+                file_check: &Quiet,
+            },
+        )
+    }
+
+    /// A new group of the example's test participants (a name the MAPS does not have).
+    fn new_group(extra: &[&str]) -> PredictArgs {
+        let (caps, tsv) = (
+            example().join("caps"),
+            example().join("tsv/split/test_baseline.tsv"),
+        );
+        let mut all = vec![
+            "--caps_directory",
+            caps.to_str().unwrap(),
+            "--participants_tsv",
+            tsv.to_str().unwrap(),
+        ];
+        all.extend(extra);
+        args("fresh", &all)
+    }
+
+    #[test]
+    fn a_new_group_resolves_to_every_split_and_its_sessions() {
+        let config =
+            resolve_with(&new_group(&["--no-gpu", "-sm", "loss", "-sm", "BA"]), false).unwrap();
+        assert_eq!(config.device, Device::Cpu);
+        assert!(matches!(
+            config.group_action,
+            GroupAction::Write { replace: false, .. }
+        ));
+        let splits: Vec<u32> = config.runs.iter().map(|r| r.split).collect();
+        assert_eq!(splits, [0, 1]);
+        for run in &config.runs {
+            assert_eq!(run.selection_metrics, ["loss", "BA"]);
+            assert_eq!(run.checkpoints.len(), 2);
+            // The MCI session is not one of the training diagnoses.
+            assert_eq!(run.dataset.sessions.len(), 10);
+        }
+        assert_eq!((config.batch_size, config.n_proc), (8, 2));
+        assert!(config.use_labels && config.notices.is_empty());
+        // The second split reuses the first one's dataset: the same sessions.
+        assert_eq!(
+            config.runs[0].dataset.sessions,
+            config.runs[1].dataset.sessions
+        );
+    }
+
+    #[test]
+    fn the_device_follows_gpu_and_cuda() {
+        let error = resolve_with(&new_group(&[]), false).unwrap_err();
+        assert_eq!(exit_code(&error), EXIT_USAGE);
+        assert!(error.to_string().contains("No GPU is available"), "{error}");
+        let error = resolve_with(&new_group(&["--no-gpu", "--amp"]), false).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("AMP is designed to work with modern GPUs")
+        );
+        let config = resolve_with(&new_group(&["-s", "0"]), true).unwrap();
+        assert_eq!(config.device, Device::Cuda);
+    }
+
+    #[test]
+    fn problems_are_collected_and_typed() {
+        // An unknown split and an unknown metric: both reported, a runtime error.
+        let error = resolve_with(
+            &new_group(&["--no-gpu", "-s", "0", "-s", "7", "-sm", "F1"]),
+            false,
+        )
+        .unwrap_err();
+        let text = error.to_string();
+        assert_eq!(exit_code(&error), EXIT_FAILURE);
+        assert!(
+            text.starts_with("2 problems found before anything was written")
+                && text.contains("split 7 of --split was not trained")
+                && text.contains("the metric F1 is not available for split 0"),
+            "{text}"
+        );
+        // A group that does not exist, without data: a usage error.
+        let error = resolve_with(&args("absent", &["--no-gpu"]), false).unwrap_err();
+        assert_eq!(exit_code(&error), EXIT_USAGE);
+    }
+
+    #[test]
+    fn skipping_the_leak_check_is_a_notice_not_a_print() {
+        let config = resolve_with(
+            &new_group(&["--no-gpu", "--skip_leak_check", "-s", "1"]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            config.notices,
+            [Notice::Info("Skipping data leakage check".to_owned())]
+        );
+        assert_eq!(config.runs.len(), 1);
+    }
+}

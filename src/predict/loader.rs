@@ -174,3 +174,112 @@ impl Assembler {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::caps::dataset::{DatasetOptions, Quiet};
+    use crate::maps::json::read_maps_json;
+    use crate::tsv::Table;
+    use std::path::{Path, PathBuf};
+
+    /// The dataset of the bundled example's test participants (10 sessions), from `caps`.
+    fn example_dataset(caps: &Path) -> Dataset {
+        let example =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/image_classification");
+        let maps = read_maps_json(&example.join("maps")).unwrap();
+        let tsv = example.join("tsv/split/test_baseline.tsv");
+        let mut data = Table::read(&tsv).unwrap();
+        let diagnosis = data.column_index("diagnosis").unwrap();
+        data.rows.retain(|r| r[diagnosis].py_str() != "MCI");
+        let caps = vec![("single".to_owned(), caps.to_owned())];
+        let options = DatasetOptions {
+            use_labels: true,
+            label: Some("diagnosis"),
+            threads: 2,
+            find_source_nifti: false,
+            progress: &Quiet,
+        };
+        Dataset::build(&data, &tsv, &caps, &maps, &options).unwrap()
+    }
+
+    fn example_caps() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/image_classification/caps")
+    }
+
+    /// The sessions and data of every batch.
+    fn batches(dataset: &Dataset, batch_size: usize, n_proc: usize) -> Vec<(Vec<usize>, Vec<f32>)> {
+        let mut seen = Vec::new();
+        for_each_batch(dataset, batch_size, n_proc, |batch| {
+            seen.push((
+                batch.elements.iter().map(|e| e.session).collect(),
+                batch.data,
+            ));
+            Ok(())
+        })
+        .unwrap();
+        seen
+    }
+
+    #[test]
+    fn batches_follow_the_dataset_order_whatever_the_readers() {
+        let dataset = example_dataset(&example_caps());
+        let element: usize = dataset.element_shape.iter().product();
+        let reference = batches(&dataset, 3, 0);
+        // 10 sessions in batches of 3: 3, 3, 3, 1, in data.tsv order.
+        let sizes: Vec<usize> = reference.iter().map(|(s, _)| s.len()).collect();
+        assert_eq!(sizes, [3, 3, 3, 1]);
+        let order: Vec<usize> = reference.iter().flat_map(|(s, _)| s.clone()).collect();
+        assert_eq!(order, (0..10).collect::<Vec<_>>());
+        assert!(reference.iter().all(|(s, d)| d.len() == s.len() * element));
+        for n_proc in [1, 2, 7] {
+            assert_eq!(batches(&dataset, 3, n_proc), reference, "{n_proc} readers");
+        }
+        // Another batch size: the same elements in the same order.
+        let whole: Vec<f32> = batches(&dataset, 8, 2)
+            .into_iter()
+            .flat_map(|(_, d)| d)
+            .collect();
+        let reference: Vec<f32> = reference.into_iter().flat_map(|(_, d)| d).collect();
+        assert_eq!(whole, reference);
+    }
+
+    #[test]
+    fn a_session_that_cannot_be_read_stops_the_batches_with_its_error() {
+        let copy = tempfile::tempdir().unwrap();
+        let caps = copy.path().join("caps");
+        let status = std::process::Command::new("cp")
+            .args([
+                "-r",
+                example_caps().to_str().unwrap(),
+                caps.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let dataset = example_dataset(&caps);
+        // The fifth session's tensor disappears after the checks.
+        std::fs::remove_file(&dataset.sessions[4].image_path).unwrap();
+        for n_proc in [0, 2] {
+            let mut consumed = 0;
+            let error = for_each_batch(&dataset, 2, n_proc, |batch| {
+                consumed += batch.elements.len();
+                Ok(())
+            })
+            .unwrap_err();
+            let missing = dataset.sessions[4].image_path.display().to_string();
+            assert!(format!("{error:#}").contains(&missing), "{error:#}");
+            assert_eq!(
+                consumed, 4,
+                "the batches before it went through ({n_proc} readers)"
+            );
+        }
+        // A consumer's error stops the readers too.
+        let error = for_each_batch(&example_dataset(&example_caps()), 2, 2, |_| {
+            anyhow::bail!("the network failed")
+        })
+        .unwrap_err();
+        assert_eq!(error.to_string(), "the network failed");
+    }
+}
