@@ -12,6 +12,7 @@
 mod archive;
 mod error;
 mod legacy;
+mod opcodes;
 mod pickle;
 mod tensor;
 mod writer;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::Value;
 use super::error::TorchFileError;
+use super::opcodes;
 use super::tensor::{DType, StoredTensor, check_view};
 
 /// Most items the stack may hold at once.
@@ -307,19 +308,17 @@ impl Machine<'_> {
                 .take_u8()
                 .map_err(|_| self.error("ends without a STOP opcode"))?;
             match code {
-                // PROTO
-                0x80 => {
+                opcodes::PROTO => {
                     let protocol = self.take_u8()?;
                     if !(2..=5).contains(&protocol) {
                         return Err(self.error(format!("unsupported pickle protocol {protocol}")));
                     }
                 }
                 // FRAME: framing is only a buffering hint; the bytes follow inline.
-                0x95 => {
+                opcodes::FRAME => {
                     self.take_len_u64()?;
                 }
-                // STOP
-                0x2e => {
+                opcodes::STOP => {
                     let root = self.pop()?;
                     return Ok(Pickled {
                         arena: self.arena,
@@ -327,71 +326,64 @@ impl Machine<'_> {
                         end: self.pos,
                     });
                 }
-                // MARK
-                0x28 => {
+                opcodes::MARK => {
                     if self.marks.len() >= MAX_STACK {
                         return Err(self.error("too many nested MARKs"));
                     }
                     self.marks.push(self.stack.len());
                 }
-                // NONE, NEWTRUE, NEWFALSE
-                0x4e => self.push(Node::None)?,
-                0x88 => self.push(Node::Bool(true))?,
-                0x89 => self.push(Node::Bool(false))?,
-                // BININT, BININT1, BININT2
-                0x4a => {
+                opcodes::NONE => self.push(Node::None)?,
+                opcodes::NEWTRUE => self.push(Node::Bool(true))?,
+                opcodes::NEWFALSE => self.push(Node::Bool(false))?,
+                opcodes::BININT => {
                     let value = i32::from_le_bytes(self.take_array()?);
                     self.push(Node::Int(i64::from(value)))?;
                 }
-                0x4b => {
+                opcodes::BININT1 => {
                     let value = self.take_u8()?;
                     self.push(Node::Int(i64::from(value)))?;
                 }
-                0x4d => {
+                opcodes::BININT2 => {
                     let value = u16::from_le_bytes(self.take_array()?);
                     self.push(Node::Int(i64::from(value)))?;
                 }
-                // LONG1
-                0x8a => {
+                opcodes::LONG1 => {
                     let len = usize::from(self.take_u8()?);
                     let bytes = self.take(len)?.to_vec();
                     self.push(long_from_bytes(bytes))?;
                 }
                 // BINFLOAT (big-endian, unlike everything else)
-                0x47 => {
+                opcodes::BINFLOAT => {
                     let value = f64::from_be_bytes(self.take_array()?);
                     self.push(Node::Float(value))?;
                 }
-                // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
-                0x58 => {
+                opcodes::BINUNICODE => {
                     let len = self.take_len_u32()?;
                     let text = self.take_str(len)?;
                     self.push(Node::Str(text))?;
                 }
-                0x8c => {
+                opcodes::SHORT_BINUNICODE => {
                     let len = usize::from(self.take_u8()?);
                     let text = self.take_str(len)?;
                     self.push(Node::Str(text))?;
                 }
-                0x8d => {
+                opcodes::BINUNICODE8 => {
                     let len = self.take_len_u64()?;
                     let text = self.take_str(len)?;
                     self.push(Node::Str(text))?;
                 }
-                // BINBYTES, SHORT_BINBYTES
-                0x42 => {
+                opcodes::BINBYTES => {
                     let len = self.take_len_u32()?;
                     let bytes = self.take(len)?.to_vec();
                     self.push(Node::Bytes(bytes))?;
                 }
-                0x43 => {
+                opcodes::SHORT_BINBYTES => {
                     let len = usize::from(self.take_u8()?);
                     let bytes = self.take(len)?.to_vec();
                     self.push(Node::Bytes(bytes))?;
                 }
-                // EMPTY_TUPLE, TUPLE, TUPLE1, TUPLE2, TUPLE3
-                0x29 => self.push(Node::Tuple(Vec::new()))?,
-                0x74 => {
+                opcodes::EMPTY_TUPLE => self.push(Node::Tuple(Vec::new()))?,
+                opcodes::TUPLE => {
                     let items = self.pop_mark()?;
                     self.push(Node::Tuple(items))?;
                 }
@@ -404,47 +396,44 @@ impl Machine<'_> {
                     items.reverse();
                     self.push(Node::Tuple(items))?;
                 }
-                // EMPTY_LIST, LIST, APPEND, APPENDS
-                0x5d => self.push(Node::List(Vec::new()))?,
-                0x6c => {
+                opcodes::EMPTY_LIST => self.push(Node::List(Vec::new()))?,
+                opcodes::LIST => {
                     let items = self.pop_mark()?;
                     self.push(Node::List(items))?;
                 }
-                0x61 => {
+                opcodes::APPEND => {
                     let item = self.pop()?;
                     self.append(vec![item])?;
                 }
-                0x65 => {
+                opcodes::APPENDS => {
                     let items = self.pop_mark()?;
                     self.append(items)?;
                 }
-                // EMPTY_DICT, DICT, SETITEM, SETITEMS
-                0x7d => self.push(Node::Dict(DictNode::default()))?,
-                0x64 => {
+                opcodes::EMPTY_DICT => self.push(Node::Dict(DictNode::default()))?,
+                opcodes::DICT => {
                     let items = self.pop_mark()?;
                     let id = self.alloc(Node::Dict(DictNode::default()));
                     self.set_items(id, &items)?;
                     self.push_id(id)?;
                 }
-                0x73 => {
+                opcodes::SETITEM => {
                     let value = self.pop()?;
                     let key = self.pop()?;
                     let dict = self.top()?;
                     self.set_items(dict, &[key, value])?;
                 }
-                0x75 => {
+                opcodes::SETITEMS => {
                     let items = self.pop_mark()?;
                     let dict = self.top()?;
                     self.set_items(dict, &items)?;
                 }
-                // GLOBAL, STACK_GLOBAL
-                0x63 => {
+                opcodes::GLOBAL => {
                     let module = self.take_line()?;
                     let name = self.take_line()?;
                     let global = self.resolve_global(module, name)?;
                     self.push(Node::Global(global))?;
                 }
-                0x93 => {
+                opcodes::STACK_GLOBAL => {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     let (Node::Str(module), Node::Str(name)) =
@@ -455,14 +444,13 @@ impl Machine<'_> {
                     let global = self.resolve_global(module.clone(), name.clone())?;
                     self.push(Node::Global(global))?;
                 }
-                // REDUCE, BUILD
-                0x52 => {
+                opcodes::REDUCE => {
                     let args = self.pop()?;
                     let callable = self.pop()?;
                     let node = self.reduce(callable, args)?;
                     self.push(node)?;
                 }
-                0x62 => {
+                opcodes::BUILD => {
                     let _state = self.pop()?;
                     let target = self.top()?;
                     // BUILD on an OrderedDict sets attributes such as a state_dict's `_metadata`
@@ -474,8 +462,7 @@ impl Machine<'_> {
                         )));
                     }
                 }
-                // BINPERSID
-                0x51 => {
+                opcodes::BINPERSID => {
                     if !self.allow_persistent {
                         return Err(self.error("persistent id outside the object pickle"));
                     }
@@ -483,25 +470,24 @@ impl Machine<'_> {
                     let storage = self.persistent_storage(pid)?;
                     self.push(Node::Storage(storage))?;
                 }
-                // BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET
-                0x71 => {
+                opcodes::BINPUT => {
                     let index = self.take_u8()?;
                     self.memo_put(u32::from(index))?;
                 }
-                0x72 => {
+                opcodes::LONG_BINPUT => {
                     let index = self.take_u32()?;
                     self.memo_put(index)?;
                 }
-                0x94 => {
+                opcodes::MEMOIZE => {
                     let index = u32::try_from(self.memo.len())
                         .map_err(|_| self.error("memo index overflow"))?;
                     self.memo_put(index)?;
                 }
-                0x68 => {
+                opcodes::BINGET => {
                     let index = self.take_u8()?;
                     self.memo_get(u32::from(index))?;
                 }
-                0x6a => {
+                opcodes::LONG_BINGET => {
                     let index = self.take_u32()?;
                     self.memo_get(index)?;
                 }
@@ -509,7 +495,7 @@ impl Machine<'_> {
                     return Err(TorchFileError::UnsupportedOpcode {
                         path: self.source.path.to_path_buf(),
                         part: self.source.part.to_string(),
-                        name: opcode_name(other),
+                        name: opcodes::name(other),
                         code: other,
                         offset: self.op_start,
                     });
@@ -958,80 +944,5 @@ impl Pickled {
             Some(Node::BigInt(bytes)) => Some(bytes),
             _ => None,
         }
-    }
-}
-
-/// The name `pickletools` gives an opcode, for error messages.
-fn opcode_name(code: u8) -> &'static str {
-    match code {
-        b'(' => "MARK",
-        b'.' => "STOP",
-        b'0' => "POP",
-        b'1' => "POP_MARK",
-        b'2' => "DUP",
-        b'F' => "FLOAT",
-        b'I' => "INT",
-        b'J' => "BININT",
-        b'K' => "BININT1",
-        b'L' => "LONG",
-        b'M' => "BININT2",
-        b'N' => "NONE",
-        b'P' => "PERSID",
-        b'Q' => "BINPERSID",
-        b'R' => "REDUCE",
-        b'S' => "STRING",
-        b'T' => "BINSTRING",
-        b'U' => "SHORT_BINSTRING",
-        b'V' => "UNICODE",
-        b'X' => "BINUNICODE",
-        b'a' => "APPEND",
-        b'b' => "BUILD",
-        b'c' => "GLOBAL",
-        b'd' => "DICT",
-        b'}' => "EMPTY_DICT",
-        b'e' => "APPENDS",
-        b'g' => "GET",
-        b'h' => "BINGET",
-        b'i' => "INST",
-        b'j' => "LONG_BINGET",
-        b'l' => "LIST",
-        b']' => "EMPTY_LIST",
-        b'o' => "OBJ",
-        b'p' => "PUT",
-        b'q' => "BINPUT",
-        b'r' => "LONG_BINPUT",
-        b's' => "SETITEM",
-        b't' => "TUPLE",
-        b')' => "EMPTY_TUPLE",
-        b'u' => "SETITEMS",
-        b'G' => "BINFLOAT",
-        0x80 => "PROTO",
-        0x81 => "NEWOBJ",
-        0x82 => "EXT1",
-        0x83 => "EXT2",
-        0x84 => "EXT4",
-        0x85 => "TUPLE1",
-        0x86 => "TUPLE2",
-        0x87 => "TUPLE3",
-        0x88 => "NEWTRUE",
-        0x89 => "NEWFALSE",
-        0x8a => "LONG1",
-        0x8b => "LONG4",
-        b'B' => "BINBYTES",
-        b'C' => "SHORT_BINBYTES",
-        0x8c => "SHORT_BINUNICODE",
-        0x8d => "BINUNICODE8",
-        0x8e => "BINBYTES8",
-        0x8f => "EMPTY_SET",
-        0x90 => "ADDITEMS",
-        0x91 => "FROZENSET",
-        0x92 => "NEWOBJ_EX",
-        0x93 => "STACK_GLOBAL",
-        0x94 => "MEMOIZE",
-        0x95 => "FRAME",
-        0x96 => "BYTEARRAY8",
-        0x97 => "NEXT_BUFFER",
-        0x98 => "READONLY_BUFFER",
-        _ => "unknown",
     }
 }

@@ -15,6 +15,7 @@ use zip::ZipWriter;
 use zip::write::SimpleFileOptions;
 
 use super::error::TorchFileError;
+use super::opcodes;
 use super::tensor::checked_numel;
 
 /// Alignment of entry data, as torch writes it (`.storage_alignment`).
@@ -60,9 +61,9 @@ impl PickleWriter {
     /// BINPUT / LONG_BINPUT of the next memo index (Python memoizes almost every object).
     fn put(&mut self) {
         match u8::try_from(self.memo) {
-            Ok(index) => self.out.extend_from_slice(&[b'q', index]),
+            Ok(index) => self.out.extend_from_slice(&[opcodes::BINPUT, index]),
             Err(_) => {
-                self.out.push(b'r');
+                self.out.push(opcodes::LONG_BINPUT);
                 self.out.extend_from_slice(&self.memo.to_le_bytes());
             }
         }
@@ -71,12 +72,12 @@ impl PickleWriter {
 
     fn int(&mut self, value: i64) {
         if let Ok(small) = u8::try_from(value) {
-            self.out.extend_from_slice(&[b'K', small]);
+            self.out.extend_from_slice(&[opcodes::BININT1, small]);
         } else if let Ok(medium) = u16::try_from(value) {
-            self.out.push(b'M');
+            self.out.push(opcodes::BININT2);
             self.out.extend_from_slice(&medium.to_le_bytes());
         } else if let Ok(word) = i32::try_from(value) {
-            self.out.push(b'J');
+            self.out.push(opcodes::BININT);
             self.out.extend_from_slice(&word.to_le_bytes());
         } else {
             // LONG1 with the shortest two's-complement encoding.
@@ -91,14 +92,14 @@ impl PickleWriter {
                     break;
                 }
             }
-            self.out.push(0x8a);
+            self.out.push(opcodes::LONG1);
             self.out.push(len as u8);
             self.out.extend_from_slice(&bytes[..len]);
         }
     }
 
     fn unicode(&mut self, text: &str) {
-        self.out.push(b'X');
+        self.out.push(opcodes::BINUNICODE);
         // Strings written here are short names; a longer one is a bug, not a file problem.
         let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
         self.out.extend_from_slice(&len.to_le_bytes());
@@ -107,7 +108,7 @@ impl PickleWriter {
     }
 
     fn global(&mut self, module: &str, name: &str) {
-        self.out.push(b'c');
+        self.out.push(opcodes::GLOBAL);
         self.out.extend_from_slice(module.as_bytes());
         self.out.push(b'\n');
         self.out.extend_from_slice(name.as_bytes());
@@ -117,15 +118,15 @@ impl PickleWriter {
 
     fn int_tuple(&mut self, values: &[i64]) {
         match values.len() {
-            0 => self.op(b')'),
+            0 => self.op(opcodes::EMPTY_TUPLE),
             1..=3 => {
                 values.iter().for_each(|&v| self.int(v));
-                self.op(0x84 + values.len() as u8);
+                self.op([opcodes::TUPLE1, opcodes::TUPLE2, opcodes::TUPLE3][values.len() - 1]);
             }
             _ => {
-                self.op(b'(');
+                self.op(opcodes::MARK);
                 values.iter().for_each(|&v| self.int(v));
-                self.op(b't');
+                self.op(opcodes::TUPLE);
             }
         }
         self.put();
@@ -135,33 +136,37 @@ impl PickleWriter {
 /// The `data.pkl` of a file holding one tensor, opcode for opcode as torch writes it.
 pub(crate) fn tensor_pickle(spec: &TensorPickle<'_>) -> Vec<u8> {
     let mut p = PickleWriter::default();
-    p.out.extend_from_slice(&[0x80, 2]);
+    p.out.extend_from_slice(&[opcodes::PROTO, 2]);
     p.global("torch._utils", "_rebuild_tensor_v2");
-    p.op(b'(');
+    p.op(opcodes::MARK);
     // Persistent id ('storage', torch.<Class>, key, location, numel).
-    p.op(b'(');
+    p.op(opcodes::MARK);
     p.unicode("storage");
     p.global("torch", spec.storage_class);
     p.unicode(spec.key);
     p.unicode(spec.location);
     p.int(spec.storage_numel);
-    p.op(b't');
+    p.op(opcodes::TUPLE);
     p.put();
-    p.op(b'Q');
+    p.op(opcodes::BINPERSID);
     p.int(spec.offset);
     p.int_tuple(spec.shape);
     p.int_tuple(spec.strides);
-    p.op(if spec.requires_grad { 0x88 } else { 0x89 });
+    p.op(if spec.requires_grad {
+        opcodes::NEWTRUE
+    } else {
+        opcodes::NEWFALSE
+    });
     // backward_hooks = collections.OrderedDict()
     p.global("collections", "OrderedDict");
-    p.op(b')');
-    p.op(b'R');
+    p.op(opcodes::EMPTY_TUPLE);
+    p.op(opcodes::REDUCE);
     p.put();
-    p.op(b't');
+    p.op(opcodes::TUPLE);
     p.put();
-    p.op(b'R');
+    p.op(opcodes::REDUCE);
     p.put();
-    p.op(b'.');
+    p.op(opcodes::STOP);
     p.out
 }
 
