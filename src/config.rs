@@ -287,7 +287,8 @@ fn resolve_metrics(
     (metrics, checkpoints)
 }
 
-/// The group definition to use, and what to do with it (predict.md §4.1, with 1.6.1's
+/// The group definition to use, and what to do with it (docs/ARCHITECTURE.md, "Data groups", with
+/// 1.6.1's
 /// `--overwrite` defect fixed: new data given with `--overwrite` redefines the group).
 fn resolve_group(
     args: &PredictArgs,
@@ -381,7 +382,8 @@ fn resolve_group(
 }
 
 /// Checks what the elements of a non-image mode need: one network per element for
-/// multi-network MAPS, and the validation predictions that weight soft voting (predict.md §9.1).
+/// multi-network MAPS, and the validation predictions that weight soft voting
+/// (docs/ARCHITECTURE.md, "Image level").
 fn check_elements(
     layout: &MapsLayout,
     maps: &MapsJson,

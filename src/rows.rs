@@ -1,5 +1,6 @@
 //! Per-element results of the inference, as plain data (no I/O): what one line of a
-//! `<group>_<mode>_level_prediction.tsv` holds (predict.md §7.1).
+//! `<group>_<mode>_level_prediction.tsv` holds (docs/ARCHITECTURE.md, "Inference, rows and
+//! losses").
 
 /// The task-specific values of one row.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,7 +5,7 @@ Conv5_FC3 classification MAPS with seeded random weights (no training, no Clinic
 Usage: make_workload.py DEST [--n 64] [--shape 169 208 179] [--seed 0]
 
 Needs only torch (and numpy). The checkpoint has exactly ClinicaDL's Conv5_FC3 state_dict keys
-and shapes (networks.md §2.1), BatchNorm running statistics randomised so that eval mode matters.
+and shapes, BatchNorm running statistics randomised so that eval mode matters.
 Image tensors are saved with NIfTI (column-major) strides, as `clinicadl prepare-data` does.
 """
 import argparse

@@ -1,6 +1,7 @@
-//! The dataset of one prediction (predict.md §6): the sessions of a data group, each with its
-//! label and image tensor path, checked all at once before any inference; and the loading of a
-//! session's elements (read once, transformed) in the order ClinicaDL numbers them.
+//! The dataset of one prediction (docs/ARCHITECTURE.md, "CAPS paths"): the sessions of a data
+//! group, each with its label and image tensor path, checked all at once before any inference; and
+//! the loading of a session's elements (read once, transformed) in the order ClinicaDL numbers
+//! them.
 //!
 //! ClinicaDL: `clinicadl.utils.caps_dataset.data.CapsDataset` (`CapsDatasetImage`,
 //! `__getitem__`, `_get_image_path`, `label_fn`).
@@ -107,7 +108,7 @@ pub struct Dataset {
     pub warnings: Vec<String>,
 }
 
-/// Checks that a CAPS root looks like a CAPS (predict.md §6.1).
+/// Checks that a CAPS root looks like a CAPS (docs/ARCHITECTURE.md, "CAPS paths").
 pub fn check_caps_directory(caps: &Path) -> Result<()> {
     if !caps.is_dir() {
         bail!("the CAPS directory `{}` is not a folder", caps.display());

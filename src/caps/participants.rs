@@ -1,5 +1,6 @@
-//! The participants TSV of a new data group (predict.md §4.2): a `.tsv` file, or a split folder
-//! whose parent holds `train_baseline.tsv` / `labels_baseline.tsv`; rows filtered on the
+//! The participants TSV of a new data group (docs/ARCHITECTURE.md, "Data groups"): a `.tsv` file,
+//! or a split folder whose parent holds `train_baseline.tsv` / `labels_baseline.tsv`; rows filtered
+//! on the
 //! `diagnosis` column (every row without labels when there is none); the `cohort` column set to
 //! `single`.
 //!

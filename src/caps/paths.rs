@@ -1,7 +1,7 @@
-//! CAPS file patterns and the resolution of a session's image tensor (predict.md §6.1): the
-//! NIfTI file is searched (recursively, case-insensitively) under `subjects/<p>/<s>/`, and the
-//! tensor path derived from it in `deeplearning_prepare_data/image_based/<pipeline>/`; when no
-//! NIfTI file is found, the `.pt` tensor itself is searched.
+//! CAPS file patterns and the resolution of a session's image tensor (docs/ARCHITECTURE.md, "CAPS
+//! paths"): the NIfTI file is searched (recursively, case-insensitively) under `subjects/<p>/<s>/`,
+//! and the tensor path derived from it in `deeplearning_prepare_data/image_based/<pipeline>/`; when
+//! no NIfTI file is found, the `.pt` tensor itself is searched.
 //!
 //! ClinicaDL: `clinicadl.utils.clinica_utils.clinicadl_file_reader` and
 //! `CapsDataset._get_image_path`.
@@ -21,7 +21,7 @@ pub struct FilePattern {
     pub folder: String,
 }
 
-/// The file pattern of a preprocessing (predict.md §6.1 table). The pattern stored in
+/// The file pattern of a preprocessing (docs/ARCHITECTURE.md, "CAPS paths"). The pattern stored in
 /// `maps.json` (`file_type.pattern`) wins when present.
 pub fn file_pattern(pre: &Preprocessing) -> Result<FilePattern> {
     let crop = if pre.use_uncropped_image {

@@ -1,4 +1,5 @@
-//! Data groups (predict.md §4.1, §5): reading a group's definition (`groups/<G>/data.tsv` and
+//! Data groups (docs/ARCHITECTURE.md, "Data groups"): reading a group's definition
+//! (`groups/<G>/data.tsv` and
 //! `groups/<G>/maps.json`), writing a new one, and the data leakage check against
 //! `groups/train+validation.tsv`.
 //!
@@ -228,8 +229,8 @@ pub fn write_group(
     }
 }
 
-/// The data leakage check (predict.md §5): participants of the new group already seen in
-/// training or validation. Returns them sorted (empty: no leak).
+/// The data leakage check (docs/ARCHITECTURE.md, "Data groups"): participants of the new group
+/// already seen in training or validation. Returns them sorted (empty: no leak).
 pub fn leaking_participants(layout: &MapsLayout, group: &str, data: &Table) -> Result<Vec<String>> {
     if is_training_group(group) {
         return Ok(Vec::new());

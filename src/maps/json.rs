@@ -1,7 +1,7 @@
 //! `maps.json`: read, completed with ClinicaDL's retro-compatibility renames and template
-//! defaults (predict.md §3.1), and turned into the typed [`MapsJson`] that the rest of predict
-//! uses. Unknown keys are kept (in `raw`) and ignored; every key predict needs is checked here,
-//! so a malformed file fails before anything is written.
+//! defaults (docs/ARCHITECTURE.md, "maps.json"), and turned into the typed [`MapsJson`] that the
+//! rest of predict uses. Unknown keys are kept (in `raw`) and ignored; every key predict needs is
+//! checked here, so a malformed file fails before anything is written.
 //!
 //! ClinicaDL: `clinicadl.utils.maps_manager.maps_manager_utils.read_json` and
 //! `MapsManager._check_args` / `add_default_values`.
@@ -198,7 +198,7 @@ fn key_error(path: &Path, key: &str, problem: impl Into<String>) -> MapsJsonErro
     }
 }
 
-/// Applies the renames and defaults of predict.md §3.1.
+/// Applies the renames and defaults ClinicaDL applies (docs/ARCHITECTURE.md, "maps.json").
 fn complete(raw: &mut Map<String, Value>, path: &Path) -> Result<(), MapsJsonError> {
     for (old, new) in [
         ("model", "architecture"),

@@ -1,5 +1,5 @@
-//! The MAPS folder layout (predict.md §3.2–§3.3): the only code that builds paths inside a MAPS,
-//! and the discovery of trained splits and selection metrics.
+//! The MAPS folder layout (docs/ARCHITECTURE.md, "MAPS layout"): the only code that builds paths
+//! inside a MAPS, and the discovery of trained splits and selection metrics.
 //!
 //! ClinicaDL: `MapsManager._get_split_prefix` / `_find_splits` / `_find_selection_metrics`.
 

@@ -1,4 +1,4 @@
-//! The convolutional autoencoders of ClinicaDL (networks.md §3.1): `AE_Conv5_FC3` and
+//! The convolutional autoencoders of ClinicaDL: `AE_Conv5_FC3` and
 //! `AE_Conv4_FC3`, which are identical (both derive from the `convolutions` of the CNNs), in 2D
 //! and 3D. The encoder is the CNN's five blocks with `PadMaxPool` returning indices and padding;
 //! the decoder mirrors it with `CropMaxUnpool` and transposed convolutions, in an order that

@@ -1,4 +1,4 @@
-//! The CNN family of ClinicaDL (networks.md §2.1–§2.3): `Conv5_FC3`, `Conv4_FC3` and
+//! The CNN family of ClinicaDL: `Conv5_FC3`, `Conv4_FC3` and
 //! `Stride_Conv5_FC3`, in 2D and 3D. Structure `convolutions` → `fc`; the prediction output is
 //! the raw logits `[B, output_size]`.
 //!

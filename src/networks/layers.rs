@@ -1,7 +1,7 @@
 //! Building blocks shared by ClinicaDL's networks, as functional layers holding their tensors:
 //! convolution and transposed convolution, batch normalisation (eval mode: running statistics),
 //! instance normalisation (no tensors), linear, the activations, and the custom `PadMaxPool` /
-//! `CropMaxUnpool` pair (networks.md §1). Every forward is fallible (`f_` ops): a shape or
+//! `CropMaxUnpool` pair. Every forward is fallible (`f_` ops): a shape or
 //! device error becomes an error, never a panic. Which layers a network chains, and under which
 //! state_dict keys, is left to the network files.
 

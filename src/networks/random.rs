@@ -1,4 +1,4 @@
-//! ClinicaDL's `RandomArchitecture` (networks.md §2.7), the CNN of random search, in 2D or 3D:
+//! ClinicaDL's `RandomArchitecture`, the CNN of random search, in 2D or 3D:
 //! rebuilt from `maps.json` `convolutions_dict` (its key order preserved), `n_fcblocks`,
 //! `network_normalization`, `input_size` and `output_size`. This file owns reading and checking
 //! that description ([`RandomSpec::from_maps`]), the fully connected sizes (numpy's rounding)

@@ -1,4 +1,4 @@
-//! The residual CNNs of ClinicaDL (networks.md §2.4–§2.6): `resnet18` (2D, 3-channel input,
+//! The residual CNNs of ClinicaDL: `resnet18` (2D, 3-channel input,
 //! torchvision's ResNet-18 trunk whose ImageNet weights are replaced by the checkpoint, so
 //! nothing is downloaded), and the two fixed-size 3D networks `ResNet3D` and
 //! `SqueezeExcitationCNN` (built for `[1, 169, 208, 179]` inputs and 2 outputs whatever

@@ -1,4 +1,4 @@
-//! ClinicaDL's `GeneratorUNet` (networks.md §5), a 3D U-Net used for reconstruction: five
+//! ClinicaDL's `GeneratorUNet`, a 3D U-Net used for reconstruction: five
 //! stride-2 convolutions down (InstanceNorm, LeakyReLU 0.2), four transposed convolutions up
 //! (InstanceNorm, ReLU) each fed the previous output concatenated with the matching skip, and a
 //! final nearest-neighbour upsampling, convolution and tanh. No size parameter: any input whose

@@ -1,4 +1,4 @@
-//! The variational autoencoders of ClinicaDL (networks.md §4), all 3D: `Vanilla3DdenseVAE`
+//! The variational autoencoders of ClinicaDL, all 3D: `Vanilla3DdenseVAE`
 //! (the one working member of the `BaseVAE` family) and the convolutional `CVAE_3D`,
 //! `CVAE_3D_half` and `CVAE_3D_final_conv`, with their input sizes fixed by
 //! `size_reduction_factor` (or, for `CVAE_3D`, by the class). This file also owns the VAE losses

@@ -1,5 +1,6 @@
-//! Writer of `description.log` (predict.md §11): four lines, Python's `str(datetime.now())`
-//! timestamp and the CAPS mapping printed as a Python dict of `PosixPath`s.
+//! Writer of `description.log` (docs/ARCHITECTURE.md, "description.log and number formatting"):
+//! four lines, Python's `str(datetime.now())` timestamp and the CAPS mapping printed as a Python
+//! dict of `PosixPath`s.
 
 use std::io::Write;
 

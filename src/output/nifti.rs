@@ -1,8 +1,8 @@
-//! NIfTI writer of `--save_nifti` (predict.md §10.2, formats.md §4): channel 0 of an element as
-//! a gzipped single-file NIfTI-1 float32 volume, first axis fastest. Unlike ClinicaDL 1.6.1,
-//! which always writes an identity affine, the header (affine, voxel sizes, units) is copied
-//! from the session's CAPS NIfTI image when there is one, so that the saved image stays in the
-//! image's space; without a source image the header is ClinicaDL's (identity, sform aligned).
+//! NIfTI writer of `--save_nifti` (docs/ARCHITECTURE.md, "Save options"): channel 0 of an element
+//! as a gzipped single-file NIfTI-1 float32 volume, first axis fastest. Unlike ClinicaDL 1.6.1,
+//! which always writes an identity affine, the header (affine, voxel sizes, units) is copied from
+//! the session's CAPS NIfTI image when there is one, so that the saved image stays in the image's
+//! space; without a source image the header is ClinicaDL's (identity, sform aligned).
 
 use std::path::Path;
 

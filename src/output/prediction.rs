@@ -1,5 +1,6 @@
-//! Writer of `<group>_<mode>_level_prediction.tsv` (predict.md §7.1), numbers formatted as pandas
-//! writes them (formats.md §2.1).
+//! Writer of `<group>_<mode>_level_prediction.tsv` (docs/ARCHITECTURE.md, "Inference, rows and
+//! losses"), numbers formatted as pandas writes them (docs/ARCHITECTURE.md, "description.log and
+//! number formatting").
 
 use std::io::Write;
 

@@ -2,10 +2,10 @@
 //!
 //! This module owns the text of one float: Python's `repr(float)` for doubles, numpy's float32
 //! repr for float32 values, and the pandas `to_csv` rule that writes NaN as an empty field
-//! (`formats.md` §2.1). The shortest round-trip digits come from Rust's own formatting (`{:e}`,
-//! shortest digits for the value's own width); this module breaks exact ties between two
-//! shortest candidates towards the even digit, as Python and numpy do, and lays the digits out.
-//! Field quoting, separators and line endings belong to the writers.
+//! (docs/ARCHITECTURE.md, "description.log and number formatting"). The shortest round-trip digits
+//! come from Rust's own formatting (`{:e}`, shortest digits for the value's own width); this module
+//! breaks exact ties between two shortest candidates towards the even digit, as Python and numpy
+//! do, and lays the digits out. Field quoting, separators and line endings belong to the writers.
 
 /// Python `repr` of a double: shortest round-trip digits, fixed notation for decimal exponents
 /// −4 ≤ e < 16 (`69.0`, `0.0001`), scientific otherwise (`1e-05`, `1.5e+16`).

@@ -1,7 +1,8 @@
-//! Structural similarity of a reconstruction (predict.md §8.3): Gaussian window of size 11 and
-//! σ 1.5, zero padding of 5, constants C1 = 0.01², C2 = 0.03², mean of the SSIM map; computed
-//! with libtorch in float32 as ClinicaDL does. Elements with 3 channels use the 2D window, others
-//! the 3D one; 2D single-channel elements (where 1.6.1 crashes) use the 2D window.
+//! Structural similarity of a reconstruction (docs/ARCHITECTURE.md, "Inference, rows and losses"):
+//! Gaussian window of size 11 and σ 1.5, zero padding of 5, constants C1 = 0.01², C2 = 0.03², mean
+//! of the SSIM map; computed with libtorch in float32 as ClinicaDL does. Elements with 3 channels
+//! use the 2D window, others the 3D one; 2D single-channel elements (where 1.6.1 crashes) use the
+//! 2D window.
 //!
 //! ClinicaDL: `clinicadl.utils.metric_module` (`ssim`, `ssim3D`, `_ssim`, `_ssim_3D`,
 //! `create_window`, `create_window_3D`, `gaussian`).

@@ -1,7 +1,7 @@
 //! The legacy (non-zip) format of `torch.save(..., _use_new_zipfile_serialization=False)` and of
-//! torch < 1.6 (formats.md §1.3): five pickles in a row (magic number, protocol 1001, system
-//! info, the object, the list of storage keys) followed by each storage as an int64 element
-//! count and raw little-endian bytes. The pickles themselves are left to `pickle.rs`.
+//! torch < 1.6 (docs/ARCHITECTURE.md, "PyTorch files"): five pickles in a row (magic number,
+//! protocol 1001, system info, the object, the list of storage keys) followed by each storage as an
+//! int64 element count and raw little-endian bytes. The pickles themselves are left to `pickle.rs`.
 //! Counterpart in torch: `torch/serialization.py`, `_legacy_load` (and `_legacy_save`).
 
 use std::collections::HashMap;

@@ -1,10 +1,10 @@
 //! A data-only pickle reader: a small virtual machine that understands the opcodes torch
-//! writes (formats.md §1.2) and builds plain values, never executing anything. Globals are
-//! looked up in a fixed allow-list (`collections.OrderedDict`, torch's tensor rebuilders and
-//! storage classes); any other global is refused when it is named, before it could be called.
-//! Objects live in an arena so that memo references share one object, as in Python, without
-//! reference counting; the final conversion to [`Value`] bounds depth and size. Where storages
-//! come from (zip entries or legacy trailing data) is left to the caller's resolver.
+//! writes (docs/ARCHITECTURE.md, "PyTorch files") and builds plain values, never executing
+//! anything. Globals are looked up in a fixed allow-list (`collections.OrderedDict`, torch's tensor
+//! rebuilders and storage classes); any other global is refused when it is named, before it could
+//! be called. Objects live in an arena so that memo references share one object, as in Python,
+//! without reference counting; the final conversion to [`Value`] bounds depth and size. Where
+//! storages come from (zip entries or legacy trailing data) is left to the caller's resolver.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,9 +1,10 @@
 //! Writes a C-contiguous float32 tensor as a file `torch.load(path, weights_only=True)` reads
-//! (formats.md §1.5): a stored zip with the entries torch 2.11 writes, each aligned on 64 bytes
-//! like torch's own, and the single-tensor pickle of formats.md §1.2 (protocol 2, the same opcodes
-//! and memo use as torch). `write_tensor` writes to a temporary file in the target folder and
-//! renames it, so a reader never sees a half-written file. Reading is left to the other files.
-//! Counterpart in torch: `torch/serialization.py`, `_save` (and `torch.Tensor.__reduce_ex__`).
+//! (docs/ARCHITECTURE.md, "PyTorch files"): a stored zip with the entries torch 2.11 writes, each
+//! aligned on 64 bytes like torch's own, and the single-tensor pickle torch writes (protocol 2, the
+//! same opcodes and memo use as torch). `write_tensor` writes to a temporary file in the target
+//! folder and renames it, so a reader never sees a half-written file. Reading is left to the other
+//! files. Counterpart in torch: `torch/serialization.py`, `_save` (and
+//! `torch.Tensor.__reduce_ex__`).
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Seek, Write};

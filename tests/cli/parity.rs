@@ -269,7 +269,8 @@ fn batch_size_changes_loss_not_predictions() {
         loss(&read(&dir.join("test_image_level_metrics.tsv"))),
         loss(&read(&expected.join("test_image_level_metrics.tsv"))),
     );
-    // Σ of 10 batch means vs Σ of 2 batch means (ClinicaDL's definition, predict.md §0.10).
+    // Σ of 10 batch means vs Σ of 2 batch means (ClinicaDL's definition, docs/ARCHITECTURE.md,
+    // "Inference, rows and losses").
     assert!(
         one > 4.0 * eight,
         "batch 1 loss {one} vs batch 8 loss {eight}"
