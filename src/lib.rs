@@ -1,20 +1,21 @@
 //! clinicadl-rs: a faster and safer drop-in reimplementation of ClinicaDL 1.x `clinicadl predict`.
 //!
-//! Data flows one way, and the modules follow it:
+//! Data flows one way, and the modules follow it (docs/ARCHITECTURE.md says more):
 //!
 //! ```text
-//! MAPS + CAPS + options
-//!   -> config     raw CLI args meet maps.json once: one checked PredictConfig, nothing written yet
-//!   -> caps       participants TSV + CAPS paths -> dataset of sessions -> transformed elements
-//!   -> networks   architecture from maps.json, weights from model.pth.tar (strict), forward pass
-//!   -> predict    the engine: prefetching loader, batches on the device, loss
-//!   -> rows       plain per-element results
-//!   -> metrics    ClinicaDL's metric formulas and confidence intervals
-//!   -> output     writers (TSV, description.log), whole result sets swapped in atomically
+//! cli -> maps, caps, networks   the MAPS, the CAPS and the networks, read and checked
+//!     -> config                 one checked PredictConfig, nothing written yet
+//!     -> plan                   every file the run will write
+//!     -> predict                loader and engine: rows, losses, finished elements to a sink
+//!     -> metrics, ensemble      pure functions of the rows
+//!     -> output                 the writers
+//! run                           the driver of the whole sequence
 //! ```
 //!
-//! `torchfile` reads and writes PyTorch files without executing pickle code; `tsv` reads and
-//! writes tables as pandas does; `ui` is the only code that prints.
+//! Shared leaves, importable from anywhere: `error` and `problems` (exit codes), `ui` (the only
+//! code that prints), `supervision` (the command/engine contract), `atomic` (folders written
+//! whole), `numpy` (numpy-compatible reductions), `tsv` (tables as pandas reads and writes them),
+//! `torchfile` (PyTorch files, read without executing pickle code), `rows` (one element's results).
 
 pub mod atomic;
 pub mod caps;
