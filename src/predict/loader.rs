@@ -31,7 +31,10 @@ pub struct Batch {
     pub elements: Vec<ElementRef>,
 }
 
-type Loaded = (usize, Result<(Vec<(usize, Element)>, Notes)>);
+/// A session's transformed elements with their ids, and what the transforms met.
+type Session = (Vec<(usize, Element)>, Notes);
+
+type Loaded = (usize, Result<Session>);
 
 /// Iterates over the batches of a dataset, calling `consume` for each one in order. Returns
 /// what the transforms met.
@@ -105,16 +108,18 @@ fn consume_in_order(
     consume: &mut impl FnMut(Batch) -> Result<()>,
     notes: &mut Notes,
 ) -> Result<()> {
-    let mut waiting: BTreeMap<usize, Vec<(usize, Element)>> = BTreeMap::new();
+    // Sessions (and their errors) are taken in dataset order, whatever order the readers
+    // finish in: a session that cannot be read stops the run after every session before it.
+    let mut waiting: BTreeMap<usize, Result<Session>> = BTreeMap::new();
     let mut expected = 0;
     while expected < n_sessions {
         let (index, loaded) = receiver
             .recv()
             .map_err(|_| anyhow!("a reader thread stopped unexpectedly"))?;
-        let (elements, nan) = loaded?;
-        *notes |= nan;
-        waiting.insert(index, elements);
-        while let Some(elements) = waiting.remove(&expected) {
+        waiting.insert(index, loaded);
+        while let Some(loaded) = waiting.remove(&expected) {
+            let (elements, nan) = loaded?;
+            *notes |= nan;
             assembler.push(expected, elements, consume)?;
             expected += 1;
         }
