@@ -6,6 +6,7 @@
 //!
 //! This module knows nothing of MAPS or CAPS; it only turns text into typed cells and back.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -192,14 +193,25 @@ impl Table {
             }
             Some(r) => r.map_err(|e| format_error(e.to_string()))?,
         };
+        // pandas: a name already taken gets the first free `.1`, `.2`… suffix. Each name's
+        // next suffix to try is kept (the ones below it stay taken), so that a header of n
+        // equal names takes O(n), not O(n³) (a hang on a hostile header).
         let mut columns: Vec<String> = Vec::new();
+        let mut taken: HashSet<String> = HashSet::new();
+        let mut next_suffix: HashMap<&str, usize> = HashMap::new();
         for name in header.iter() {
             let mut candidate = name.to_owned();
-            let mut k = 1;
-            while columns.contains(&candidate) {
-                candidate = format!("{name}.{k}");
-                k += 1;
+            if taken.contains(&candidate) {
+                let k = next_suffix.entry(name).or_insert(1);
+                loop {
+                    candidate = format!("{name}.{k}");
+                    *k += 1;
+                    if !taken.contains(&candidate) {
+                        break;
+                    }
+                }
             }
+            taken.insert(candidate.clone());
             columns.push(candidate);
         }
         let mut raw: Vec<Vec<String>> = Vec::new();
@@ -370,6 +382,21 @@ mod tests {
     fn duplicate_columns_get_suffixes() {
         let t = parse("x\tx\tx\n1\t2\t3\n");
         assert_eq!(t.columns, ["x", "x.1", "x.2"]);
+        // A suffixed name already present is skipped, and suffixes nest.
+        let t = parse("a\ta.1\ta\ta\ta.2.1\ta.2\n");
+        assert_eq!(t.columns, ["a", "a.1", "a.2", "a.3", "a.2.1", "a.2.2"]);
+    }
+
+    /// Found by the `cohorts_tsv` fuzz target: a header of many equal (here empty) names took
+    /// cubic time to suffix (over a second for 800 names, hours for 100 000).
+    #[test]
+    fn many_duplicate_columns_take_linear_time() {
+        let n = 100_000;
+        let header = vec![""; n].join("\t");
+        let t = parse(&format!("{header}\n"));
+        assert_eq!(t.columns.len(), n);
+        assert_eq!(t.columns[1], ".1");
+        assert_eq!(t.columns[n - 1], format!(".{}", n - 1));
     }
 
     #[test]

@@ -33,7 +33,16 @@ pub fn caps_mapping(caps_directory: &Path, multi_cohort: bool) -> Result<CapsMap
         caps_directory,
         "If multi_cohort is True, the CAPS_DIRECTORY argument should be a path to a TSV file",
     )?;
-    let table = Table::read(caps_directory)?;
+    mapping_from_table(&Table::read(caps_directory)?, caps_directory)
+}
+
+/// The cohorts of a multi-cohort CAPS TSV already in memory; `origin` only names it in messages.
+pub fn parse_caps_mapping(bytes: &[u8], origin: &Path) -> Result<CapsMapping> {
+    mapping_from_table(&Table::parse(bytes, origin)?, origin)
+}
+
+/// The cohorts of a multi-cohort CAPS TSV read from `caps_directory`.
+fn mapping_from_table(table: &Table, caps_directory: &Path) -> Result<CapsMapping> {
     let (Some(c), Some(p)) = (table.column_index("cohort"), table.column_index("path")) else {
         bail!(
             "columns of the TSV file used for CAPS location must include ('cohort', 'path'): `{}` has {}",
@@ -72,36 +81,12 @@ pub fn load_multi_cohort_participants(path: &Path, diagnoses: &[String]) -> Resu
         "If multi_cohort is given, the TSV_DIRECTORY argument should be a path to a TSV file",
     )?;
     let table = Table::read(path)?;
-    let (Some(c), Some(d), Some(p)) = (
-        table.column_index("cohort"),
-        table.column_index("diagnoses"),
-        table.column_index("path"),
-    ) else {
-        bail!(
-            "columns of the TSV file used for labels location must include ('cohort', 'diagnoses', 'path'): `{}` has {}",
-            path.display(),
-            table.columns.join(", ")
-        );
-    };
+    let columns = cohort_columns(&table, path)?;
     let wanted: BTreeSet<&str> = diagnoses.iter().map(String::as_str).collect();
     let mut found: BTreeSet<String> = BTreeSet::new();
     let mut merged: Option<Table> = None;
     for (i, row) in table.rows.iter().enumerate() {
-        let (Some(cohort), Some(cohort_diagnoses), Some(cohort_path)) =
-            (row[c].as_text(), row[d].as_text(), row[p].as_text())
-        else {
-            bail!(
-                "`{}` line {}: empty `cohort`, `diagnoses` or `path`",
-                path.display(),
-                i + 2
-            );
-        };
-        let cohort_diagnoses: Vec<String> = cohort_diagnoses
-            .replace(' ', "")
-            .split(',')
-            .filter(|s| wanted.contains(s))
-            .map(str::to_owned)
-            .collect();
+        let (cohort, cohort_diagnoses, cohort_path) = cohort_row(row, columns, i, path, &wanted)?;
         if cohort_diagnoses.is_empty() {
             continue;
         }
@@ -127,6 +112,67 @@ pub fn load_multi_cohort_participants(path: &Path, diagnoses: &[String]) -> Resu
     let merged = merged.unwrap_or_else(|| Table::new(Vec::new()));
     check_unique_sessions(&merged, path)?;
     Ok(merged)
+}
+
+/// A row of a multi-cohort participants TSV: the cohort, those of its diagnoses that are wanted
+/// (empty: the cohort is not used) and the path of its participants TSV or split folder.
+pub type CohortEntry = (String, Vec<String>, String);
+
+/// The rows of a multi-cohort participants TSV already in memory, with the wanted `diagnoses`
+/// of each (nothing else is read); `origin` only names it in messages.
+pub fn parse_cohort_list(
+    bytes: &[u8],
+    origin: &Path,
+    diagnoses: &[String],
+) -> Result<Vec<CohortEntry>> {
+    let table = Table::parse(bytes, origin)?;
+    let columns = cohort_columns(&table, origin)?;
+    let wanted: BTreeSet<&str> = diagnoses.iter().map(String::as_str).collect();
+    (table.rows.iter().enumerate())
+        .map(|(i, row)| cohort_row(row, columns, i, origin, &wanted))
+        .collect()
+}
+
+/// The columns `cohort`, `diagnoses` and `path` of a multi-cohort participants TSV.
+fn cohort_columns(table: &Table, path: &Path) -> Result<(usize, usize, usize)> {
+    let (Some(c), Some(d), Some(p)) = (
+        table.column_index("cohort"),
+        table.column_index("diagnoses"),
+        table.column_index("path"),
+    ) else {
+        bail!(
+            "columns of the TSV file used for labels location must include ('cohort', 'diagnoses', 'path'): `{}` has {}",
+            path.display(),
+            table.columns.join(", ")
+        );
+    };
+    Ok((c, d, p))
+}
+
+/// Row `i` of a multi-cohort participants TSV, its diagnoses kept when `wanted`.
+fn cohort_row(
+    row: &[Cell],
+    (c, d, p): (usize, usize, usize),
+    i: usize,
+    path: &Path,
+    wanted: &BTreeSet<&str>,
+) -> Result<CohortEntry> {
+    let (Some(cohort), Some(cohort_diagnoses), Some(cohort_path)) =
+        (row[c].as_text(), row[d].as_text(), row[p].as_text())
+    else {
+        bail!(
+            "`{}` line {}: empty `cohort`, `diagnoses` or `path`",
+            path.display(),
+            i + 2
+        );
+    };
+    let cohort_diagnoses: Vec<String> = cohort_diagnoses
+        .replace(' ', "")
+        .split(',')
+        .filter(|s| wanted.contains(s))
+        .map(str::to_owned)
+        .collect();
+    Ok((cohort, cohort_diagnoses, cohort_path))
 }
 
 /// pandas `concat`: columns aligned by name (union, first table's order first), missing cells.

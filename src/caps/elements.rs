@@ -158,7 +158,8 @@ impl Extraction {
                     (Some(n), _) => usize::try_from(n)?,
                     (None, Some(shape)) => {
                         let size = spatial(shape)?[axis];
-                        size.checked_sub(begin + end).filter(|&n| n > 0).with_context(|| {
+                        let discarded = begin.saturating_add(end);
+                        size.checked_sub(discarded).filter(|&n| n > 0).with_context(|| {
                             format!("discarding {begin} + {end} slices leaves none of the {size} slices of axis {axis}")
                         })?
                     }
@@ -172,6 +173,12 @@ impl Extraction {
                         n
                     }
                 };
+                // Slice ids are `begin + index`, for every index below `count`.
+                if begin.checked_add(count).is_none() {
+                    bail!(
+                        "maps.json `preprocessing_dict.discarded_slices` ({begin}) and `num_slices` ({count}) are too large"
+                    );
+                }
                 Extraction::Slice {
                     axis,
                     rgb,
@@ -504,6 +511,33 @@ mod tests {
         assert!(s
             .element_file(image, 2)
             .ends_with("slice_based/t1_linear/sub-00_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_axis-axi_channel-single_slice-10_T1w.pt"));
+    }
+
+    /// Found with the `maps_json` fuzz target (a hand-made input, kept in
+    /// `fuzz/regressions/maps_json/`): `discarded_slices` near `u64::MAX` overflowed the sum of
+    /// both ends and the slice ids (`begin + index`); such a maps.json is refused.
+    #[test]
+    fn huge_discarded_slices_are_refused() {
+        let mut maps = crate::maps::json::parse_maps_json(
+            &json!({"network_task": "classification", "mode": "slice", "label_code": {}, "output_size": 2,
+                "input_size": [1, 10, 11], "architecture": "Conv5_FC3",
+                "preprocessing_dict": {"preprocessing": "t1-linear", "mode": "slice", "slice_direction": 0,
+                    "discarded_slices": [u64::MAX, 1], "prepare_dl": false}})
+            .to_string(),
+            Path::new("m.json"),
+        )
+        .unwrap();
+        let message = Extraction::from_maps(&maps, Some(&[1, 9, 10, 11]), |_| 0, None)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("leaves none of the 9 slices"), "{message}");
+        maps.preprocessing.raw.insert("num_slices".into(), json!(3));
+        for shape in [Some(&[1usize, 9, 10, 11][..]), None] {
+            let message = Extraction::from_maps(&maps, shape, |_| 2, None)
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains("are too large"), "{message}");
+        }
     }
 
     #[test]

@@ -74,9 +74,60 @@ fn mask_location(maps: &MapsJson, caps: &Path) -> Result<(PathBuf, String)> {
     Ok((caps.join("masks").join(format!("tpl-{template}")), pattern))
 }
 
+/// Checks a mask's header before its volume is read, refusing what the nifti crate would trust
+/// too far: a `bitpix` that disagrees with the datatype (the crate then panics decoding it) and
+/// a volume larger than the whole file once decompressed (the crate reserves what the header
+/// claims before reading).
+fn check_mask_header(path: &Path) -> Result<()> {
+    let unreadable = || format!("cannot read the ROI mask `{}`", path.display());
+    let header = nifti::NiftiHeader::from_file(path).with_context(unreadable)?;
+    let datatype = header.data_type().with_context(unreadable)?;
+    let voxel_bytes = datatype.size_of();
+    if usize::try_from(header.bitpix).ok() != Some(8 * voxel_bytes) {
+        bail!(
+            "the ROI mask `{}` is damaged: its header says {} bits per voxel, but its datatype {datatype:?} has {}",
+            path.display(),
+            header.bitpix,
+            8 * voxel_bytes
+        );
+    }
+    let dims = header.dim().with_context(unreadable)?;
+    let too_large = |held: String| {
+        anyhow::anyhow!(
+            "the ROI mask `{}` is damaged: its header describes a {dims:?} volume of {datatype:?}, larger than the whole file ({held})",
+            path.display()
+        )
+    };
+    let claimed = dims
+        .iter()
+        .try_fold(voxel_bytes, |bytes, &size| {
+            bytes.checked_mul(usize::from(size))
+        })
+        .and_then(|bytes| u64::try_from(bytes).ok())
+        .ok_or_else(|| too_large("more bytes than memory can address".to_owned()))?;
+    // The file's size, decompressed as the nifti crate does it (by the name's `.gz`) and only
+    // as far as the volume's size, which it must reach (the header comes on top).
+    let file = std::fs::File::open(path).with_context(unreadable)?;
+    let held = if path.to_string_lossy().ends_with(".gz") {
+        let decoder = flate2::bufread::GzDecoder::new(std::io::BufReader::new(file));
+        std::io::copy(
+            &mut std::io::Read::take(decoder, claimed),
+            &mut std::io::sink(),
+        )
+    } else {
+        file.metadata().map(|metadata| metadata.len())
+    }
+    .with_context(unreadable)?;
+    if held < claimed {
+        return Err(too_large(format!("{held} bytes")));
+    }
+    Ok(())
+}
+
 /// Reads a mask as float64 `[X, Y, Z]` (C order) with its cropped region.
 fn read_mask(name: &str, path: &Path) -> Result<RoiMask> {
     use nifti::{IntoNdArray, NiftiObject};
+    check_mask_header(path)?;
     let object = nifti::ReaderOptions::new()
         .read_file(path)
         .with_context(|| format!("cannot read the ROI mask `{}`", path.display()))?;
@@ -412,5 +463,55 @@ mod tests {
                 .to_string()
                 .contains("_roi-right_mask.nii")
         );
+    }
+
+    /// Found by the `nifti_mask` fuzz target: a mask whose `bitpix` disagrees with its
+    /// datatype made the nifti crate panic. Its reader also reserves whatever volume the
+    /// header claims before reading (up to terabytes for a tiny file). Both are refused first.
+    #[test]
+    fn damaged_mask_headers_are_refused_before_reading() {
+        use std::io::Read;
+        let d = tempfile::tempdir().unwrap();
+        let written = d.path().join("written.nii.gz");
+        let header = crate::output::nifti::identity_header();
+        crate::output::nifti::write_element(&written, &[1.0; 24], &[1, 2, 3, 4], &header).unwrap();
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&written).unwrap())
+            .read_to_end(&mut bytes)
+            .unwrap();
+        let mask = d.path().join("mask.nii");
+        std::fs::write(&mask, &bytes).unwrap();
+        assert_eq!(read_mask("x", &mask).unwrap().shape, [2, 3, 4]);
+
+        let mut wrong_bitpix = bytes.clone();
+        wrong_bitpix[72..74].copy_from_slice(&8i16.to_le_bytes());
+        std::fs::write(&mask, &wrong_bitpix).unwrap();
+        let message = read_mask("x", &mask).unwrap_err().to_string();
+        assert!(
+            message.contains(
+                "is damaged: its header says 8 bits per voxel, but its datatype Float32 has 32"
+            ),
+            "{message}"
+        );
+
+        let mut huge = bytes;
+        huge[42..48].copy_from_slice(&[0xff, 0x7f, 0xff, 0x7f, 0xff, 0x7f]);
+        for (name, content) in [
+            ("mask.nii", huge.clone()),
+            ("mask.nii.gz", {
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut encoder, &huge).unwrap();
+                encoder.finish().unwrap()
+            }),
+        ] {
+            let mask = d.path().join(name);
+            std::fs::write(&mask, content).unwrap();
+            let message = read_mask("x", &mask).unwrap_err().to_string();
+            assert!(
+                message.contains("its header describes a [32767, 32767, 32767] volume of Float32, larger than the whole file (448 bytes)"),
+                "{message}"
+            );
+        }
     }
 }

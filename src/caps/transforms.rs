@@ -55,11 +55,11 @@ impl Transforms {
         }
     }
 
-    /// The shape an element of `shape` has after the transforms.
+    /// The shape an element of `shape` has after the transforms (size reduction leaves 2D
+    /// elements `[C, A, B]` as they are, as [`reduce_size`] does).
     pub fn output_shape(&self, shape: &[usize]) -> Vec<usize> {
         match self.size_reduction {
-            None => shape.to_vec(),
-            Some(factor) => {
+            Some(factor) if shape.len() == 4 => {
                 let mut out = shape.to_vec();
                 for (axis, (start, stop, step)) in reduction_slices(factor).iter().enumerate() {
                     if let Some(n) = out.get_mut(axis + 1) {
@@ -68,6 +68,7 @@ impl Transforms {
                 }
                 out
             }
+            _ => shape.to_vec(),
         }
     }
 }
@@ -213,6 +214,30 @@ mod tests {
             );
         }
         assert!(Transforms::new(true, true, 7).is_err());
+    }
+
+    /// Found by the `maps_json` fuzz target: with `size_reduction`, `output_shape` (which the
+    /// up-front check of tensor files uses) reduced 2D slices that `apply` leaves as they are.
+    #[test]
+    fn output_shape_is_the_shape_apply_gives() {
+        for factor in 2..=5 {
+            let t = Transforms::new(true, true, factor).unwrap();
+            for shape in [
+                vec![1, 10, 11],
+                vec![3, 30, 40],
+                vec![1, 9, 10, 11],
+                vec![2, 20, 30, 25],
+            ] {
+                let mut element = Element {
+                    data: vec![1.0; shape.iter().product()],
+                    shape: shape.clone(),
+                };
+                let expected = t.output_shape(&shape);
+                t.apply(&mut element);
+                assert_eq!(element.shape, expected, "factor {factor}, shape {shape:?}");
+                assert_eq!(element.data.len(), expected.iter().product::<usize>());
+            }
+        }
     }
 
     #[test]

@@ -9,5 +9,3 @@ pub mod engine;
 pub mod loader;
 pub mod ssim;
 
-// Where it was before the validation predictions moved to `maps`; the fuzz target reads it here.
-pub use crate::maps::validation::read_prediction_rows;

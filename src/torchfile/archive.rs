@@ -44,7 +44,7 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
 
         let byteorder_name = format!("{prefix}byteorder");
         if archive.index_for_name(&byteorder_name).is_some() {
-            let byteorder = read_entry(&mut archive, &byteorder_name, path, 64)?;
+            let byteorder = read_entry(&mut archive, &byteorder_name, path, 64, len)?;
             match String::from_utf8_lossy(&byteorder).trim() {
                 "little" => {}
                 "big" => {
@@ -62,7 +62,7 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
             }
         }
 
-        let pickle_bytes = read_entry(&mut archive, &pickle_name, path, len)?;
+        let pickle_bytes = read_entry(&mut archive, &pickle_name, path, len, len)?;
         let part = format!("entry `{pickle_name}`");
         let pickled = unpickle(&pickle_bytes, Source { path, part: &part }, true)?;
         Ok(TorchZip {
@@ -90,7 +90,7 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
                 Some(data) => Arc::clone(data),
                 None => {
                     let entry = storage_entry(&archive, &prefix, storage, path)?;
-                    let data = Arc::new(read_entry(&mut archive, &entry, path, limit)?);
+                    let data = Arc::new(read_entry(&mut archive, &entry, path, limit, limit)?);
                     cache.insert(storage.key.clone(), Arc::clone(&data));
                     data
                 }
@@ -135,10 +135,7 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
                     .data_start()
                     .unwrap_or(u64::MAX);
                 if start.checked_add(size).is_none_or(|end| end > limit) {
-                    return Err(TorchFileError::malformed(
-                        path,
-                        format!("entry `{entry}` ends past the end of the file"),
-                    ));
+                    return Err(past_the_end(path, &entry));
                 }
                 spans.insert(
                     storage.key.clone(),
@@ -179,7 +176,7 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
         let mut buffer = vec![0u8; 1 << 20];
         for entry in entries {
             stored_entry_size(&self.archive, &entry, path)?;
-            let mut reader = open_entry(&mut self.archive, &entry, path)?;
+            let mut reader = open_entry(&mut self.archive, &entry, path, self.limit)?;
             loop {
                 match reader.read(&mut buffer) {
                     Ok(0) => break,
@@ -224,7 +221,7 @@ impl<'p, R: Read + Seek> TorchZip<'p, R> {
             )
         })?;
         values.resize(numel, 0.0);
-        let mut reader = open_entry(&mut self.archive, &entry, path)?;
+        let mut reader = open_entry(&mut self.archive, &entry, path, self.limit)?;
         let cannot_read = |source| cannot_read_entry(path, &entry, source);
         reader
             .read_exact(bytemuck::cast_slice_mut(&mut values))
@@ -254,6 +251,14 @@ fn unreadable(path: &Path) -> impl Fn(zip::result::ZipError) -> TorchFileError +
         action: "unreadable",
         source,
     }
+}
+
+/// The error of an entry whose data would end past the end of the file.
+fn past_the_end(path: &Path, entry: &str) -> TorchFileError {
+    TorchFileError::malformed(
+        path,
+        format!("entry `{entry}` ends past the end of the file"),
+    )
 }
 
 /// The error of an entry whose bytes cannot be read.
@@ -328,7 +333,7 @@ fn find_pickle<R: Read + Seek>(
 }
 
 /// The size of entry `name` (from the central directory), refusing compressed or encrypted
-/// entries.
+/// entries, and stored ones whose compressed size (the bytes read) is not their size.
 fn stored_entry_size<R: Read + Seek>(
     archive: &ZipArchive<R>,
     name: &str,
@@ -352,15 +357,28 @@ fn stored_entry_size<R: Read + Seek>(
             method: format!("compressed ({})", entry.compression()),
         });
     }
+    if entry.compressed_size() != entry.size() {
+        return Err(TorchFileError::malformed(
+            path,
+            format!(
+                "entry `{name}` is stored (not compressed) but says it holds {} bytes in the file and {} once read",
+                entry.compressed_size(),
+                entry.size()
+            ),
+        ));
+    }
     Ok(entry.size())
 }
 
 /// A reader of entry `name` that checks its CRC-32 at the end, unless the zip records none (a
-/// CRC of 0: `torch.save` with `compute_crc32=False`, which `torch.load` reads).
+/// CRC of 0: `torch.save` with `compute_crc32=False`, which `torch.load` reads), refusing an
+/// entry whose data would end past `file_len`, the archive's size (even an empty one, as
+/// `torch.load` does).
 fn open_entry<'a, R: Read + Seek>(
     archive: &'a mut ZipArchive<R>,
     name: &str,
     path: &Path,
+    file_len: usize,
 ) -> Result<zip::read::ZipFile<'a, R>, TorchFileError> {
     let index = archive.index_for_name(name).ok_or_else(|| {
         TorchFileError::malformed(path, format!("zip archive has no entry `{name}`"))
@@ -369,18 +387,26 @@ fn open_entry<'a, R: Read + Seek>(
         .by_index_data(index)
         .map_err(unreadable(path))?
         .crc32();
-    archive
+    let entry = archive
         .by_index_with_options(index, ZipReadOptions::new().ignore_crc32(crc32 == 0))
-        .map_err(unreadable(path))
+        .map_err(unreadable(path))?;
+    let end = entry
+        .data_start()
+        .and_then(|start| start.checked_add(entry.compressed_size()));
+    if end.is_none_or(|end| end > file_len as u64) {
+        return Err(past_the_end(path, name));
+    }
+    Ok(entry)
 }
 
-/// The bytes of one stored entry, refusing compressed or encrypted entries and entries
-/// claiming more than `limit` bytes.
+/// The bytes of one stored entry of an archive of `file_len` bytes, refusing compressed or
+/// encrypted entries and entries claiming more than `limit` bytes.
 fn read_entry<R: Read + Seek>(
     archive: &mut ZipArchive<R>,
     name: &str,
     path: &Path,
     limit: usize,
+    file_len: usize,
 ) -> Result<Vec<u8>, TorchFileError> {
     let claimed = stored_entry_size(archive, name, path)?;
     let size = usize::try_from(claimed)
@@ -399,7 +425,7 @@ fn read_entry<R: Read + Seek>(
             format!("cannot allocate {size} bytes for entry `{name}`"),
         )
     })?;
-    let reader = open_entry(archive, name, path)?;
+    let reader = open_entry(archive, name, path, file_len)?;
     // One byte more than claimed, so that an entry longer than its header says is noticed.
     let limit = claimed.saturating_add(1);
     reader

@@ -4,8 +4,9 @@
 //! checking files cheaply), [`read_checkpoint_header`] (the same for checkpoints, values
 //! checked against their CRC-32s), [`read_checkpoint_layout`] (where parameters lie in the file),
 //! [`read_tensor_f32`] (a tensor's values, straight from the file in
-//! the common case) and [`read_checkpoint`] (ClinicaDL's `model.pth.tar`), and the re-exported
-//! writer. The zip container lives in `archive.rs`, the legacy format in
+//! the common case) and [`read_checkpoint`] (ClinicaDL's `model.pth.tar`), each with a
+//! `_from_bytes` twin for a file already in memory (the fuzz targets' way in), and the
+//! re-exported writer. The zip container lives in `archive.rs`, the legacy format in
 //! `legacy.rs`, the pickle subset in `pickle.rs`, tensors and their conversions in `tensor.rs`,
 //! the writer in `writer.rs`; turning tensors into `tch` tensors is left to the callers.
 
@@ -22,7 +23,7 @@ mod writer;
 mod tests;
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Cursor, Read, Seek};
 use std::path::Path;
 
 pub use error::TorchFileError;
@@ -99,8 +100,8 @@ pub struct Checkpoint<T = StoredTensor> {
 }
 
 /// A torch file opened for reading: a zip archive (read in place) or a legacy file (read whole).
-enum Opened<'p> {
-    Zip(archive::TorchZip<'p, BufReader<File>>),
+enum Opened<'p, R = BufReader<File>> {
+    Zip(archive::TorchZip<'p, R>),
     Legacy(Vec<u8>),
 }
 
@@ -156,7 +157,6 @@ fn open_stamped(path: &Path) -> Result<(Opened<'_>, FileStamp), TorchFileError> 
         .map_err(io_error(path, "read the file"))?;
     match format_of(&bytes, path)? {
         Format::Zip => {
-            use std::io::Seek;
             file.rewind().map_err(io_error(path, "read the file"))?;
             Ok((
                 Opened::Zip(archive::TorchZip::open(BufReader::new(file), len, path)?),
@@ -183,9 +183,24 @@ pub fn read(path: &Path) -> Result<Value, TorchFileError> {
 pub fn read_from_bytes(bytes: &[u8], origin: &Path) -> Result<Value, TorchFileError> {
     match format_of(bytes, origin)? {
         Format::Zip => {
-            archive::TorchZip::open(std::io::Cursor::new(bytes), bytes.len(), origin)?.into_value()
+            archive::TorchZip::open(Cursor::new(bytes), bytes.len(), origin)?.into_value()
         }
         Format::Legacy => legacy::read_legacy(bytes, origin),
+    }
+}
+
+/// [`open`] for a file already in memory (a legacy file is copied).
+fn open_bytes<'a>(
+    bytes: &'a [u8],
+    origin: &'a Path,
+) -> Result<Opened<'a, Cursor<&'a [u8]>>, TorchFileError> {
+    match format_of(bytes, origin)? {
+        Format::Zip => Ok(Opened::Zip(archive::TorchZip::open(
+            Cursor::new(bytes),
+            bytes.len(),
+            origin,
+        )?)),
+        Format::Legacy => Ok(Opened::Legacy(bytes.to_vec())),
     }
 }
 
@@ -207,7 +222,22 @@ pub fn read_tensor(path: &Path) -> Result<StoredTensor, TorchFileError> {
 /// The dtype and shape of the single tensor a file holds, checked against the size of its
 /// storage but without reading its values (zip files; legacy files are read whole).
 pub fn read_tensor_header(path: &Path) -> Result<TensorHeader, TorchFileError> {
-    match open(path)? {
+    tensor_header(open(path)?, path)
+}
+
+/// [`read_tensor_header`] of a file already in memory; `origin` only names it in messages.
+pub fn read_tensor_header_from_bytes(
+    bytes: &[u8],
+    origin: &Path,
+) -> Result<TensorHeader, TorchFileError> {
+    tensor_header(open_bytes(bytes, origin)?, origin)
+}
+
+fn tensor_header<R: Read + Seek>(
+    opened: Opened<'_, R>,
+    path: &Path,
+) -> Result<TensorHeader, TorchFileError> {
+    match opened {
         Opened::Zip(mut zip) => match zip.root_header()? {
             Some(header) => Ok(header),
             None => Err(not_a_tensor(path, &zip.into_value()?)),
@@ -223,7 +253,22 @@ pub fn read_tensor_header(path: &Path) -> Result<TensorHeader, TorchFileError> {
 /// holds. A float32 tensor filling its storage (what `torch.save` writes) is read from the
 /// file straight into the returned buffer; anything else goes through [`read_tensor`].
 pub fn read_tensor_f32(path: &Path) -> Result<(TensorHeader, Vec<f32>), TorchFileError> {
-    let tensor = match open(path)? {
+    tensor_f32(open(path)?, path)
+}
+
+/// [`read_tensor_f32`] of a file already in memory; `origin` only names it in messages.
+pub fn read_tensor_f32_from_bytes(
+    bytes: &[u8],
+    origin: &Path,
+) -> Result<(TensorHeader, Vec<f32>), TorchFileError> {
+    tensor_f32(open_bytes(bytes, origin)?, origin)
+}
+
+fn tensor_f32<R: Read + Seek>(
+    opened: Opened<'_, R>,
+    path: &Path,
+) -> Result<(TensorHeader, Vec<f32>), TorchFileError> {
+    let tensor = match opened {
         Opened::Zip(mut zip) => {
             if let Some(dense) = zip.read_dense_f32()? {
                 return Ok(dense);
@@ -242,6 +287,14 @@ pub fn read_tensor_f32(path: &Path) -> Result<(TensorHeader, Vec<f32>), TorchFil
 pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, TorchFileError> {
     let value = read(path)?;
     checkpoint_from_value(value, path)
+}
+
+/// [`read_checkpoint`] of a file already in memory; `origin` only names it in messages.
+pub fn read_checkpoint_from_bytes(
+    bytes: &[u8],
+    origin: &Path,
+) -> Result<Checkpoint, TorchFileError> {
+    checkpoint_from_value(read_from_bytes(bytes, origin)?, origin)
 }
 
 /// Where the values of a tensor lie in its file: a stored zip entry holding exactly them, in C
@@ -298,7 +351,24 @@ pub fn read_checkpoint_header(
     path: &Path,
 ) -> Result<(Checkpoint<TensorHeader>, FileStamp), TorchFileError> {
     let (layout, stamp) = checkpoint_layout(path, true)?;
-    let headers = Checkpoint {
+    Ok((headers_of(layout), stamp))
+}
+
+/// [`read_checkpoint_header`] of a file already in memory; `origin` only names it in messages.
+pub fn read_checkpoint_header_from_bytes(
+    bytes: &[u8],
+    origin: &Path,
+) -> Result<Checkpoint<TensorHeader>, TorchFileError> {
+    Ok(headers_of(layout_of(
+        open_bytes(bytes, origin)?,
+        origin,
+        true,
+    )?))
+}
+
+/// A checkpoint layout without its spans.
+fn headers_of(layout: Checkpoint<(TensorHeader, Option<FileSpan>)>) -> Checkpoint<TensorHeader> {
+    Checkpoint {
         state_dict: layout
             .state_dict
             .into_iter()
@@ -306,8 +376,7 @@ pub fn read_checkpoint_header(
             .collect(),
         epoch: layout.epoch,
         name: layout.name,
-    };
-    Ok((headers, stamp))
+    }
 }
 
 /// What a checkpoint holds (keys, dtypes, shapes, metadata; values not read) with, for each
@@ -315,6 +384,14 @@ pub fn read_checkpoint_header(
 /// state_dict), where its values lie in the file; and the file's stamp as it was opened.
 pub fn read_checkpoint_layout(path: &Path) -> Result<CheckpointLayout, TorchFileError> {
     checkpoint_layout(path, false)
+}
+
+/// [`read_checkpoint_layout`] of a file already in memory (spans are offsets in `bytes`).
+pub fn read_checkpoint_layout_from_bytes(
+    bytes: &[u8],
+    origin: &Path,
+) -> Result<Checkpoint<(TensorHeader, Option<FileSpan>)>, TorchFileError> {
+    layout_of(open_bytes(bytes, origin)?, origin, false)
 }
 
 /// What [`read_checkpoint_layout`] finds: each tensor's header and, when it fills a whole entry,
@@ -325,6 +402,15 @@ pub type CheckpointLayout = (Checkpoint<(TensorHeader, Option<FileSpan>)>, FileS
 /// wanted), the spans are not looked up and come back `None`; without it, they are.
 fn checkpoint_layout(path: &Path, verify: bool) -> Result<CheckpointLayout, TorchFileError> {
     let (opened, stamp) = open_stamped(path)?;
+    Ok((layout_of(opened, path, verify)?, stamp))
+}
+
+/// The layout of an opened checkpoint (see [`checkpoint_layout`]).
+fn layout_of<R: Read + Seek>(
+    opened: Opened<'_, R>,
+    path: &Path,
+    verify: bool,
+) -> Result<Checkpoint<(TensorHeader, Option<FileSpan>)>, TorchFileError> {
     let (value, spans) = match opened {
         Opened::Zip(mut zip) => {
             if verify {
@@ -349,12 +435,11 @@ fn checkpoint_layout(path: &Path, verify: bool) -> Result<CheckpointLayout, Torc
             (key.clone(), (tensor.header(), span))
         })
         .collect();
-    let layout = Checkpoint {
+    Ok(Checkpoint {
         state_dict,
         epoch: checkpoint.epoch,
         name: checkpoint.name,
-    };
-    Ok((layout, stamp))
+    })
 }
 
 fn checkpoint_from_value(value: Value, path: &Path) -> Result<Checkpoint, TorchFileError> {

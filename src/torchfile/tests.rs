@@ -1155,3 +1155,120 @@ fn file_stamps_change_with_writes_and_replacements() {
         .unwrap();
     assert_ne!(FileStamp::of(&path).unwrap(), replaced);
 }
+
+/// The error message of a reading, if it failed.
+fn message<T>(result: &Result<T, TorchFileError>) -> Option<String> {
+    result.as_ref().err().map(ToString::to_string)
+}
+
+/// The `_from_bytes` twins (the fuzz targets' way in) read every fixture as the path readers
+/// do, and fail with the same messages.
+#[test]
+fn bytes_readers_agree_with_path_readers() {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "pt" || extension == "tar")
+        })
+        .collect();
+    paths.sort();
+    assert!(paths.len() > 10);
+    for path in paths {
+        let bytes = std::fs::read(&path).unwrap();
+        let header = read_tensor_header_from_bytes(&bytes, &path);
+        let file_header = read_tensor_header(&path);
+        assert_eq!(header.as_ref().ok(), file_header.as_ref().ok());
+        assert_eq!(message(&header), message(&file_header));
+        let f32 = read_tensor_f32_from_bytes(&bytes, &path);
+        let file_f32 = read_tensor_f32(&path);
+        assert_eq!(f32.as_ref().ok(), file_f32.as_ref().ok());
+        assert_eq!(message(&f32), message(&file_f32));
+        let checkpoint = read_checkpoint_from_bytes(&bytes, &path);
+        let file_checkpoint = read_checkpoint(&path);
+        assert_eq!(checkpoint.as_ref().ok(), file_checkpoint.as_ref().ok());
+        assert_eq!(message(&checkpoint), message(&file_checkpoint));
+        let checked = read_checkpoint_header_from_bytes(&bytes, &path);
+        let file_checked = read_checkpoint_header(&path);
+        assert_eq!(
+            checked.as_ref().ok(),
+            file_checked.as_ref().ok().map(|(c, _)| c)
+        );
+        assert_eq!(message(&checked), message(&file_checked));
+        let layout = read_checkpoint_layout_from_bytes(&bytes, &path);
+        let file_layout = read_checkpoint_layout(&path);
+        assert_eq!(
+            layout.as_ref().ok(),
+            file_layout.as_ref().ok().map(|(l, _)| l)
+        );
+        assert_eq!(message(&layout), message(&file_layout));
+    }
+}
+
+/// Offset of the central-directory header (`PK\1\2`) of entry `name` in a zip.
+fn central_header(zip: &[u8], name: &str) -> usize {
+    (0..zip.len() - 46)
+        .find(|&i| {
+            let len = usize::from(u16::from_le_bytes([zip[i + 28], zip[i + 29]]));
+            zip[i..i + 4] == *b"PK\x01\x02"
+                && zip.get(i + 46..i + 46 + len) == Some(name.as_bytes())
+        })
+        .unwrap()
+}
+
+/// Offset of the local header (`PK\3\4`) of entry `name` in a zip.
+fn local_header(zip: &[u8], name: &str) -> usize {
+    (0..zip.len() - 30)
+        .find(|&i| {
+            let len = usize::from(u16::from_le_bytes([zip[i + 26], zip[i + 27]]));
+            zip[i..i + 4] == *b"PK\x03\x04"
+                && zip.get(i + 30..i + 30 + len) == Some(name.as_bytes())
+        })
+        .unwrap()
+}
+
+/// Found by the `torch_checkpoint` fuzz target: a stored entry whose central directory says
+/// 0 bytes in the file but 24 once read. Without CRC-32s, the up-front check read it through
+/// (0 bytes, no error) and the layout mapped 24 bytes of whatever followed, while the full
+/// reading refused it; now every reader refuses it.
+#[test]
+fn stored_entry_whose_sizes_differ_is_refused_by_every_reader() {
+    let mut bytes = std::fs::read(fixture("model_no_crc32.pth.tar")).unwrap();
+    let entry = "model_no_crc32.pth/data/7";
+    let header = central_header(&bytes, entry);
+    assert_eq!(
+        &bytes[header + 20..header + 28],
+        &[24, 0, 0, 0, 24, 0, 0, 0]
+    );
+    bytes[header + 20..header + 24].copy_from_slice(&0u32.to_le_bytes());
+    let origin = Path::new(ORIGIN);
+    let expected = format!(
+        "entry `{entry}` is stored (not compressed) but says it holds 0 bytes in the file and 24 once read"
+    );
+    assert_contains(&read_error(&bytes), &expected);
+    let errors = [
+        read_checkpoint_from_bytes(&bytes, origin).map(|_| ()),
+        read_checkpoint_header_from_bytes(&bytes, origin).map(|_| ()),
+        read_checkpoint_layout_from_bytes(&bytes, origin).map(|_| ()),
+    ];
+    for error in errors {
+        assert_contains(&error.unwrap_err().to_string(), &expected);
+    }
+}
+
+/// Found by the `torch_tensor` fuzz target: an empty storage entry whose local header puts
+/// its data past the end of the file. The full reading read its 0 bytes while the float32
+/// reader refused it (its span ends past the end); now both refuse it, as `torch.load` does
+/// (the header reader, which reads no local header, still gives the header).
+#[test]
+fn empty_entry_starting_past_the_end_is_refused_by_every_reader() {
+    let mut bytes = std::fs::read(fixture("empty.pt")).unwrap();
+    let header = local_header(&bytes, "empty/data/0");
+    bytes[header + 28..header + 30].copy_from_slice(&u16::MAX.to_le_bytes());
+    let origin = Path::new(ORIGIN);
+    let expected = "entry `empty/data/0` ends past the end of the file";
+    assert_contains(&read_error(&bytes), expected);
+    let error = read_tensor_f32_from_bytes(&bytes, origin).unwrap_err();
+    assert_contains(&error.to_string(), expected);
+}
