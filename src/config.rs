@@ -16,8 +16,8 @@ use crate::caps::participants::{Diagnoses, load_participants};
 use crate::cli::PredictArgs;
 use crate::error::UsageError;
 use crate::maps::group::{
-    GroupDefinition, group_data_table, group_exists, leaking_participants, python_set_repr,
-    read_group, stored_caps_path,
+    GroupDefinition, group_data_table, group_exists, leaking_participants, read_group,
+    stored_caps_path,
 };
 use crate::maps::json::{MapsJson, Mode, Task, read_maps_json};
 use crate::maps::layout::{MapsLayout, is_training_group};
@@ -371,7 +371,7 @@ fn resolve_group(
         if !leaking.is_empty() {
             problems.push(format!(
                 "Your evaluation set contains participants who were already seen during the training step. The list of common participants is the following: {}.",
-                python_set_repr(&leaking)
+                crate::pyrepr::repr_str_set(&leaking)
             ));
         }
     }

@@ -15,7 +15,8 @@
 //! Shared leaves, importable from anywhere: `error` and `problems` (exit codes), `ui` (the only
 //! code that prints), `supervision` (the command/engine contract), `atomic` (folders written
 //! whole), `numpy` (numpy-compatible reductions), `tsv` (tables as pandas reads and writes them),
-//! `torchfile` (PyTorch files, read without executing pickle code), `rows` (one element's results).
+//! `torchfile` (PyTorch files, read without executing pickle code), `rows` (one element's results),
+//! `pyrepr` (Python's and pandas' formatting of numbers and strings).
 
 pub mod atomic;
 pub mod caps;
@@ -32,6 +33,7 @@ pub mod output;
 pub mod plan;
 pub mod predict;
 pub mod problems;
+pub mod pyrepr;
 #[cfg(test)]
 pub(crate) mod reference_cases;
 pub mod rows;

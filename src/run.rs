@@ -240,7 +240,7 @@ fn predict_one(
                 "{} level {} loss is {} for model selected on {metric}",
                 maps.mode.name(),
                 config.group,
-                crate::output::pyrepr::repr_f64(f64::from(*loss))
+                crate::pyrepr::repr_f64(f64::from(*loss))
             ));
         }
         if config.use_labels && !output.losses.is_empty() {

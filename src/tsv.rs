@@ -11,7 +11,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::output::pyrepr::repr_f64;
+use crate::pyrepr::repr_f64;
 
 /// Errors of TSV reading.
 #[derive(Debug, thiserror::Error)]

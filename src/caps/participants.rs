@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
+use crate::pyrepr::repr_str_list;
 use crate::tsv::{Cell, Table};
 
 /// The diagnoses whose rows a new data group keeps, and where they come from.
@@ -81,7 +82,7 @@ pub fn load_participants(path: &Path, diagnoses: Diagnoses<'_>) -> Result<Table>
             if table.rows.is_empty() {
                 bail!(
                     "diagnoses wanted {} were not found in TSV file `{}`",
-                    python_list(diagnoses.wanted()),
+                    repr_str_list(diagnoses.wanted()),
                     tsv_path.display()
                 );
             }
@@ -97,7 +98,7 @@ pub fn load_participants(path: &Path, diagnoses: Diagnoses<'_>) -> Result<Table>
         (None, Diagnoses::Given(wanted)) => bail!(
             "the TSV file `{}` has no `diagnosis` column, so its rows cannot be kept by diagnosis ({} asked); give no --diagnoses to keep every row (with --no_labels), or add the column",
             tsv_path.display(),
-            python_list(wanted)
+            repr_str_list(wanted)
         ),
         (None, Diagnoses::Training { .. }) => bail!(
             "'diagnosis' column must be present in TSV file `{}` (rows are kept when their diagnosis is one of --diagnoses, by default the MAPS's training diagnoses); with --no_labels, a TSV without it keeps every row",
@@ -142,12 +143,6 @@ pub fn check_unique_sessions(table: &Table, path: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Python's repr of a list of strings.
-pub fn python_list(items: &[String]) -> String {
-    let inner: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
-    format!("[{}]", inner.join(", "))
 }
 
 #[cfg(test)]

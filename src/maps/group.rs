@@ -246,12 +246,6 @@ pub fn leaking_participants(layout: &MapsLayout, group: &str, data: &Table) -> R
     Ok(new.intersection(&seen).cloned().collect())
 }
 
-/// Python's repr of a set of strings, as in ClinicaDL's leakage message.
-pub fn python_set_repr(items: &[String]) -> String {
-    let inner: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
-    format!("{{{}}}", inner.join(", "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,7 +317,7 @@ mod tests {
     #[test]
     fn set_repr() {
         assert_eq!(
-            python_set_repr(&["sub-05".into(), "sub-07".into()]),
+            crate::pyrepr::repr_str_set(&["sub-05".into(), "sub-07".into()]),
             "{'sub-05', 'sub-07'}"
         );
     }

@@ -4,6 +4,8 @@
 
 use std::io::Write;
 
+use crate::pyrepr::repr_str;
+
 /// Python `str(datetime)`: `YYYY-MM-DD HH:MM:SS.ffffff`, the fraction omitted when zero.
 pub fn python_timestamp(t: &chrono::DateTime<chrono::Local>) -> String {
     let micros = t.timestamp_subsec_micros() % 1_000_000;
@@ -12,31 +14,6 @@ pub fn python_timestamp(t: &chrono::DateTime<chrono::Local>) -> String {
     } else {
         format!("{}.{micros:06}", t.format("%Y-%m-%d %H:%M:%S"))
     }
-}
-
-/// Python repr of a string (single quotes unless the text holds one and no double quote).
-fn python_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::new();
-    out.push(quote);
-    for ch in s.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// Writes the four lines of `description.log`.
@@ -53,8 +30,8 @@ pub fn write_description<W: Write>(
         .map(|(cohort, path)| {
             format!(
                 "{}: PosixPath({})",
-                python_str_repr(cohort),
-                python_str_repr(&path.to_string_lossy())
+                repr_str(cohort),
+                repr_str(&path.to_string_lossy())
             )
         })
         .collect();
@@ -93,6 +70,6 @@ mod tests {
         );
         let whole = chrono::Local.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         assert_eq!(python_timestamp(&whole), "2026-01-02 03:04:05");
-        assert_eq!(python_str_repr("it's"), "\"it's\"");
+        assert_eq!(repr_str("it's"), "\"it's\"");
     }
 }

@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::iter::once;
 
 use crate::metrics::{ConfidenceInterval, MetricValue};
-use crate::output::pyrepr::{tsv_f32, tsv_f64};
+use crate::pyrepr::{tsv_f32, tsv_f64};
 use crate::tsv::write_row;
 
 /// The cell text of a metric value as pandas writes it: `0`, `0.0`, float32 shortest digits,

@@ -8,5 +8,4 @@ pub mod dry_run;
 pub mod metrics;
 pub mod nifti;
 pub mod prediction;
-pub mod pyrepr;
 pub mod saved;

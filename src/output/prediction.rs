@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use crate::maps::json::Task;
-use crate::output::pyrepr::{tsv_f32, tsv_f64};
+use crate::pyrepr::{tsv_f32, tsv_f64};
 use crate::rows::{Row, RowValues};
 use crate::tsv::write_row;
 

@@ -8,4 +8,3 @@
 pub mod engine;
 pub mod loader;
 pub mod ssim;
-

@@ -1,4 +1,5 @@
-//! Python `repr` of floating-point numbers, as pandas writes them in TSV files.
+//! Python `repr` of floating-point numbers, as pandas writes them in TSV files, and of strings
+//! and lists or sets of strings, as ClinicaDL's messages and `description.log` print them.
 //!
 //! This module owns the text of one float: Python's `repr(float)` for doubles, numpy's float32
 //! repr for float32 values, and the pandas `to_csv` rule that writes NaN as an empty field
@@ -197,8 +198,57 @@ fn point_after_first(digits: &str) -> String {
     }
 }
 
+/// Python `repr` of a string: single quotes unless the text holds one and no double quote;
+/// backslashes, newlines, tabs and the chosen quote escaped.
+pub fn repr_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for ch in s.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Python `repr` of a list of strings: `['a', 'b']`.
+pub fn repr_str_list(items: &[String]) -> String {
+    let inner: Vec<String> = items.iter().map(|s| repr_str(s)).collect();
+    format!("[{}]", inner.join(", "))
+}
+
+/// Python `repr` of a set of strings, its items in the order given: `{'a', 'b'}`.
+pub fn repr_str_set(items: &[String]) -> String {
+    let inner: Vec<String> = items.iter().map(|s| repr_str(s)).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn strings_lists_and_sets_as_python_prints_them() {
+        assert_eq!(super::repr_str("sub-01"), "'sub-01'");
+        assert_eq!(super::repr_str("it's"), "\"it's\"");
+        assert_eq!(super::repr_str("a'b\"c\\"), "'a\\'b\"c\\\\'");
+        let items = ["AD".to_owned(), "C'N".to_owned()];
+        assert_eq!(super::repr_str_list(&items), "['AD', \"C'N\"]");
+        assert_eq!(super::repr_str_set(&items[..1]), "{'AD'}");
+        assert_eq!(super::repr_str_list(&[]), "[]");
+    }
+
     use super::*;
 
     #[test]
