@@ -18,7 +18,6 @@ use crate::caps::dataset::{Dataset, Label, SessionSample};
 use crate::caps::transforms::Notes;
 use crate::config::PredictConfig;
 use crate::maps::json::Task;
-use crate::metrics::reconstruction;
 use crate::networks::{Criterion, Forward, Network};
 use crate::rows::{Row, RowValues, first_argmax};
 use crate::ui::Progress;
@@ -386,7 +385,7 @@ fn finish_batch(
                 predicted_label: f64::from(out[0]),
             },
             Task::Reconstruction => {
-                let (mae, rmse, psnr) = reconstruction::reconstruction_mae_rmse_psnr(x, out)
+                let (mae, rmse, psnr) = super::measures::reconstruction_mae_rmse_psnr(x, out)
                     .with_context(|| {
                         format!(
                             "({} | {}): {} {}",

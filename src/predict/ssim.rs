@@ -85,7 +85,7 @@ pub fn ssim(x: &Tensor, y: &Tensor) -> Result<f64, TchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::reconstruction::reconstruction_mae_rmse_psnr;
+    use crate::predict::measures::reconstruction_mae_rmse_psnr;
     use crate::tolerance;
 
     #[test]
