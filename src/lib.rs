@@ -36,6 +36,7 @@ pub mod problems;
 pub mod pyrepr;
 #[cfg(test)]
 pub(crate) mod reference_cases;
+pub mod results;
 pub mod rows;
 pub mod run;
 pub mod supervision;

@@ -7,28 +7,17 @@
 //!
 //! ClinicaDL: `MapsManager.predict` and `_test_loader`.
 
-use std::io::{BufWriter, Write};
-use std::path::Path;
-
 use anyhow::{Context, Result};
 
 use crate::atomic::StagedFolder;
 use crate::caps::dataset::CheckProgress;
 use crate::cli::PredictArgs;
 use crate::config::{Environment, GroupAction, Notice, PredictConfig, SplitRun};
-use crate::ensemble;
 use crate::maps::group::write_group;
-use crate::maps::json::Task;
-use crate::maps::layout::is_training_group;
-use crate::maps::validation::read_prediction_rows;
-use crate::metrics::{self, MetricTable};
-use crate::output::description::write_description;
-use crate::output::metrics::{write_metrics_table, write_network_separator_row};
-use crate::output::prediction::write_prediction_tsv;
 use crate::output::saved::Saver;
-use crate::plan::{ImageLevel, LevelFiles, Plan, ResultSetPlan};
+use crate::plan::{Plan, ResultSetPlan};
 use crate::predict::engine::{Discard, ElementSink, EngineOptions, run_inference};
-use crate::rows::Row;
+use crate::results::{self, Block, SetContext};
 use crate::ui;
 
 /// Runs `clinicadl-rs predict` with parsed arguments (or, with `--dry-run`, prints its plan).
@@ -168,28 +157,18 @@ fn predict_one(
     let metric_dir = layout.metric_dir(run.split, metric);
     std::fs::create_dir_all(&metric_dir)
         .with_context(|| format!("cannot create `{}`", metric_dir.display()))?;
-    let result_set = StagedFolder::begin(&set.dir)?;
-    write_file(&result_set.file(crate::plan::DESCRIPTION), |w| {
-        write_description(
-            w,
-            &config.group,
-            &chrono::Local::now(),
-            &run.caps,
-            run.group.participant_count(),
-            run.group.data.rows.len(),
-        )
-    })?;
+    let started = chrono::Local::now();
+    let folder = StagedFolder::begin(&set.dir)?;
     // One network for all elements, or (multi-network MAPS) one per element.
     let networks: Vec<Option<usize>> = if maps.multi_network {
         (0..run.dataset.extraction.count()).map(Some).collect()
     } else {
         vec![None]
     };
-    let mut rows = Vec::with_capacity(run.dataset.len());
-    let mut blocks = Vec::new();
+    let mut blocks = Vec::with_capacity(networks.len());
     let mut notes = crate::caps::transforms::Notes::default();
     let mut saver = Saver {
-        dir: result_set.file(""),
+        dir: folder.file(""),
         save: config.save,
         mode: maps.mode,
     };
@@ -235,21 +214,12 @@ fn predict_one(
             dataset.len()
         ));
         notes |= output.notes;
-        if let Some((_, loss)) = output.losses.first() {
-            ui::info(&format!(
-                "{} level {} loss is {} for model selected on {metric}",
-                maps.mode.name(),
-                config.group,
-                crate::pyrepr::repr_f64(f64::from(*loss))
-            ));
-        }
-        if config.use_labels && !output.losses.is_empty() {
-            blocks.push((
-                metrics::of_rows(maps.task, &output.rows, n_classes(config)),
-                output.losses,
-            ));
-        }
-        rows.extend(output.rows);
+        let block = Block {
+            rows: output.rows,
+            batch_losses: output.batch_losses,
+        };
+        log_loss(config, metric, &block);
+        blocks.push(block);
     }
     if notes.nan_removed {
         ui::warn("NaN values were found in your images and will be removed.");
@@ -261,130 +231,30 @@ fn predict_one(
             config.maps.mode.name()
         ));
     }
-    write_results(config, run, set, &result_set, &rows, &blocks)?;
-    result_set.commit()
-}
-
-fn n_classes(config: &PredictConfig) -> usize {
-    config.maps.output_size.unwrap_or(1)
-}
-
-/// Writes a file through a buffer, flushing it explicitly so that a full disk is an error
-/// naming the file (a buffer dropped unflushed loses it silently).
-fn write_file(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    let mut w = BufWriter::new(file);
-    write(&mut w)
-        .and_then(|()| w.flush())
-        .with_context(|| format!("cannot write `{}`", path.display()))
-}
-
-/// Writes the TSVs of a result set that the plan lists: the element level, and the image level
-/// of patch, slice and ROI MAPS (a copy with one element per image, else the vote).
-fn write_results(
-    config: &PredictConfig,
-    run: &SplitRun,
-    set: &ResultSetPlan,
-    result_set: &StagedFolder,
-    rows: &[Row],
-    blocks: &[(MetricTable, Vec<(String, f32)>)],
-) -> Result<()> {
-    let mode = config.maps.mode;
-    let task = config.maps.task;
-    let files = &set.files;
-    write_file(&result_set.file(&files.prediction), |w| {
-        write_prediction_tsv(w, mode.name(), task, rows, n_classes(config))
-    })?;
-    if let Some(name) = &files.metrics {
-        write_file(&result_set.file(name), |w| {
-            for (network, ((table, ci), losses)) in blocks.iter().enumerate() {
-                let losses: Vec<(String, f64)> = losses
-                    .iter()
-                    .map(|(k, v)| (k.clone(), f64::from(*v)))
-                    .collect();
-                write_metrics_table(&mut *w, table, Some(ci), &losses)?;
-                if config.maps.multi_network {
-                    write_network_separator_row(&mut *w, network, table.len() + losses.len() + 1)?;
-                }
-            }
-            Ok(())
-        })?;
-    }
-    match &files.image_level {
-        None => Ok(()),
-        Some(ImageLevel::Copy(image)) => {
-            // One element per image: the element-level results are the image-level ones.
-            write_file(&result_set.file(&image.prediction), |w| {
-                write_prediction_tsv(w, "image", task, rows, n_classes(config))
-            })?;
-            if let (Some(from), Some(to)) = (&files.metrics, &image.metrics) {
-                let (from, to) = (result_set.file(from), result_set.file(to));
-                std::fs::copy(&from, &to)
-                    .with_context(|| format!("cannot write `{}`", to.display()))?;
-            }
-            Ok(())
-        }
-        Some(ImageLevel::Vote(image)) => write_vote(config, run, set, result_set, rows, image),
-    }
-}
-
-/// The image level of several elements per image: ClinicaDL's soft vote (classification) or
-/// the mean (regression), with its metrics.
-fn write_vote(
-    config: &PredictConfig,
-    run: &SplitRun,
-    set: &ResultSetPlan,
-    result_set: &StagedFolder,
-    rows: &[Row],
-    image: &LevelFiles,
-) -> Result<()> {
-    let task = config.maps.task;
-    let image_rows = match task {
-        Task::Classification => {
-            let validation = validation_rows(config, run, rows, &set.selection_metric)?;
-            let weights =
-                ensemble::soft_voting_weights(&validation, config.maps.selection_threshold);
-            ensemble::soft_vote(rows, &weights, n_classes(config))?
-        }
-        Task::Regression => ensemble::mean_vote(rows)?,
-        // The plan has no vote for reconstruction.
-        Task::Reconstruction => return Ok(()),
+    let context = SetContext {
+        group: &config.group,
+        layout,
+        maps,
+        split: run.split,
+        selection_metric: metric,
+        files: &set.files,
+        caps: &run.caps,
+        participants: run.group.participant_count(),
+        sessions: run.group.data.rows.len(),
+        started,
     };
-    write_file(&result_set.file(&image.prediction), |w| {
-        write_prediction_tsv(
-            w,
-            config.maps.mode.name(),
-            task,
-            &image_rows,
-            n_classes(config),
-        )
-    })?;
-    if let Some(name) = &image.metrics {
-        let (table, _) = metrics::of_rows(task, &image_rows, n_classes(config));
-        write_file(&result_set.file(name), |w| {
-            write_metrics_table(w, &table, None, &[])
-        })?;
-    }
-    Ok(())
+    results::write(&context, &blocks, &folder)?;
+    folder.commit()
 }
 
-/// The element-level validation predictions that weight soft voting: the group's own rows for
-/// `train`/`validation`, else `split-<k>/best-<m>/validation/validation_<mode>_level_prediction.tsv`.
-fn validation_rows(
-    config: &PredictConfig,
-    run: &SplitRun,
-    rows: &[Row],
-    metric: &str,
-) -> Result<Vec<Row>> {
-    if is_training_group(&config.group) {
-        return Ok(rows.to_vec());
+/// ClinicaDL's log line of a block's loss (its first component).
+fn log_loss(config: &PredictConfig, metric: &str, block: &Block) {
+    if let Some((_, loss)) = results::loss_totals(&block.batch_losses).first() {
+        ui::info(&format!(
+            "{} level {} loss is {} for model selected on {metric}",
+            config.maps.mode.name(),
+            config.group,
+            crate::pyrepr::repr_f64(f64::from(*loss))
+        ));
     }
-    let path = config
-        .layout
-        .validation_predictions(run.split, metric, config.maps.mode.name());
-    read_prediction_rows(&path, config.maps.mode.name(), config.maps.task)
 }

@@ -86,7 +86,19 @@ pub struct FinishedElement<'a> {
     pub latent: Option<&'a [f32]>,
 }
 
-/// Receives every finished element (the save options of reconstruction runs).
+/// One finished batch, as the engine hands it over.
+#[derive(Debug)]
+pub struct FinishedBatch<'a> {
+    /// The rows of the batch's elements.
+    pub rows: &'a [Row],
+    /// The batch's loss components (empty when no loss is computed).
+    pub losses: &'a [(String, f32)],
+    /// Elements of the dataset finished so far, this batch's included.
+    pub elements_done: usize,
+}
+
+/// Receives every finished element (the save options of reconstruction runs), then every
+/// finished batch (the journal of a run that can be resumed).
 pub trait ElementSink {
     /// Whether it wants the elements at all.
     fn wants_elements(&self) -> bool {
@@ -96,6 +108,10 @@ pub trait ElementSink {
     fn wants_latent(&self) -> bool;
     /// One element, in dataset order.
     fn element(&mut self, element: &FinishedElement<'_>) -> Result<()>;
+    /// One batch, once every one of its elements went to [`ElementSink::element`].
+    fn batch(&mut self, _batch: &FinishedBatch<'_>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A sink that wants nothing (no save option).
@@ -120,8 +136,8 @@ impl ElementSink for Discard {
 pub struct InferenceOutput {
     /// One row per element, in dataset order.
     pub rows: Vec<Row>,
-    /// Σ over batches of each loss component (float32), in ClinicaDL's order, when computed.
-    pub losses: Vec<(String, f32)>,
+    /// Each batch's loss components (float32, in ClinicaDL's order), when computed.
+    pub batch_losses: Vec<Vec<(String, f32)>>,
     /// What the transforms met (NaN values, constant elements).
     pub notes: Notes,
     /// Time spent in forward passes (device copies, network, loss, copy back).
@@ -147,17 +163,6 @@ fn batch_targets(labels: &[Label], task: Task) -> Result<Tensor> {
     })
 }
 
-/// Adds a batch's loss components to the running float32 totals.
-fn accumulate(totals: &mut Vec<(String, f32)>, batch: Vec<(String, f32)>) {
-    if totals.is_empty() {
-        *totals = batch;
-    } else {
-        for ((_, total), (_, value)) in totals.iter_mut().zip(batch) {
-            *total += value;
-        }
-    }
-}
-
 fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(
         t.f_to_kind(Kind::Float)?
@@ -177,7 +182,7 @@ struct Step {
 /// What a run accumulates, batch after batch.
 struct Totals {
     rows: Vec<Row>,
-    losses: Vec<(String, f32)>,
+    batch_losses: Vec<Vec<(String, f32)>>,
     forward_time: std::time::Duration,
 }
 
@@ -209,7 +214,7 @@ pub fn run_inference(
     let _guard = tch::no_grad_guard();
     let mut totals = Totals {
         rows: Vec::with_capacity(dataset.len()),
-        losses: Vec::new(),
+        batch_losses: Vec::new(),
         forward_time: std::time::Duration::ZERO,
     };
     let mut shape: Vec<i64> = vec![0];
@@ -263,7 +268,7 @@ pub fn run_inference(
     }
     Ok(InferenceOutput {
         rows: totals.rows,
-        losses: totals.losses,
+        batch_losses: totals.batch_losses,
         notes,
         forward_time: totals.forward_time,
     })
@@ -333,9 +338,7 @@ fn finish_batch(
             _ => Vec::new(),
         })
     })?;
-    if !batch_losses.is_empty() {
-        accumulate(&mut totals.losses, batch_losses);
-    }
+    let first_row = totals.rows.len();
     let output = forward.output.f_to_device(Device::Cpu)?;
     totals.forward_time += started.elapsed();
     let values = to_vec(&output)?;
@@ -426,6 +429,14 @@ fn finish_batch(
             element_id: element.element_id,
             values,
         });
+    }
+    sink.batch(&FinishedBatch {
+        rows: &totals.rows[first_row..],
+        losses: &batch_losses,
+        elements_done: totals.rows.len(),
+    })?;
+    if !batch_losses.is_empty() {
+        totals.batch_losses.push(batch_losses);
     }
     Ok(())
 }
