@@ -14,8 +14,21 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-changed=build.rs");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        println!("cargo:rustc-env=CLINICADL_RS_LIBTORCH_VERSION=unknown");
         return;
     };
+    // The version of the libtorch linked, for run.json: PyTorch's `version.py` beside `lib/`.
+    let version_py = Path::new(&lib).join("../version.py");
+    println!("cargo:rerun-if-changed={}", version_py.display());
+    let version = std::fs::read_to_string(&version_py)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("__version__ = "))
+                .map(|v| v.trim().trim_matches('\'').to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=CLINICADL_RS_LIBTORCH_VERSION={version}");
     // Every target may find libtorch (the rpath adds no dependency by itself)...
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     // ...but only the GPU engine and the integration tests link it whole, CUDA included. The

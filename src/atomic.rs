@@ -45,6 +45,10 @@ pub fn recover(target: &Path) -> Result<()> {
             else {
                 continue;
             };
+            if pid == crate::supervision::run_pid() && kind == "partial" {
+                // This run's own staging folder (an adopted one): kept.
+                continue;
+            }
             if crate::supervision::process_alive(pid) && pid != crate::supervision::run_pid() {
                 continue;
             }
@@ -66,7 +70,64 @@ pub fn recover(target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The staging folders that dead runs left beside `target`, newest first.
+pub fn leftovers(target: &Path) -> Vec<PathBuf> {
+    let (Some(parent), name) = (target.parent(), folder_name(target)) else {
+        return Vec::new();
+    };
+    let prefix = format!(".{name}.partial-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            file.strip_prefix(&prefix)
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|pid| {
+                    pid == crate::supervision::run_pid() || !crate::supervision::process_alive(pid)
+                })
+        })
+        .map(|entry| {
+            let modified = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (modified, entry.path())
+        })
+        .collect();
+    found.sort();
+    found.into_iter().rev().map(|(_, path)| path).collect()
+}
+
 impl StagedFolder {
+    /// Starts writing the folder `target` (its parent must exist) from what a dead run left in
+    /// `leftover` (one of [`leftovers`]): it becomes this run's staging folder; the other
+    /// leftovers are removed.
+    pub fn adopt(target: &Path, leftover: &Path) -> Result<Self> {
+        let parent = target.parent().context("a written folder has a parent")?;
+        let staging = parent.join(format!(
+            ".{}.partial-{}",
+            folder_name(target),
+            crate::supervision::run_pid()
+        ));
+        if leftover != staging {
+            if staging.exists() {
+                std::fs::remove_dir_all(&staging)
+                    .with_context(|| format!("cannot remove `{}`", staging.display()))?;
+            }
+            std::fs::rename(leftover, &staging)
+                .with_context(|| format!("cannot take over `{}`", leftover.display()))?;
+        }
+        recover(target)?;
+        Ok(StagedFolder {
+            target: target.to_owned(),
+            staging,
+            committed: false,
+        })
+    }
+
     /// Starts writing the folder `target` (its parent must exist).
     pub fn begin(target: &Path) -> Result<Self> {
         recover(target)?;

@@ -38,6 +38,54 @@ pub enum Command {
     /// loaded. DATA_GROUP is the name of the data group used for the prediction.
     #[command(arg_required_else_help = true)]
     Predict(PredictArgs),
+
+    /// Merge the shards of a prediction (`predict --shard`) into the results one run writes.
+    ///
+    /// Every shard of every result set must be there, complete and from the same command and
+    /// checkpoint; a missing or failed shard is named (with the SLURM task to rerun) and nothing
+    /// is written. Rerunning merge is harmless.
+    #[command(arg_required_else_help = true)]
+    Merge(MergeArgs),
+}
+
+/// Options of `merge`.
+#[derive(Debug, Args, Clone)]
+pub struct MergeArgs {
+    /// Path to the MAPS folder.
+    #[arg(value_name = "INPUT_MAPS_DIRECTORY")]
+    pub input_maps_directory: PathBuf,
+
+    /// Name of the data group whose shards are merged.
+    #[arg(value_name = "DATA_GROUP", value_parser = data_group_name)]
+    pub data_group: String,
+
+    /// Merge only these splits (repeatable; default: every split with shards).
+    #[arg(short = 's', long = "split", value_name = "INTEGER", action = ArgAction::Append, allow_negative_numbers = true, value_parser = split_number)]
+    pub split: Vec<u32>,
+
+    /// Merge only these selection metrics (also `-sm`; repeatable; default: every one with
+    /// shards).
+    #[arg(long = "selection_metrics", value_name = "TEXT", action = ArgAction::Append)]
+    pub selection_metrics: Vec<String>,
+
+    /// Print one JSON document on stdout at the end: the result sets written, their files and
+    /// metrics (errors too, as JSON, with a non-zero exit).
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
+/// Which share of the data group a process predicts (`--shard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardArg {
+    /// `K/N`: the K-th of N shares (1 ≤ K ≤ N).
+    Part {
+        /// K, from 1.
+        index: u32,
+        /// N.
+        count: u32,
+    },
+    /// `slurm`: K and N from the variables of a SLURM array job.
+    Slurm,
 }
 
 /// Options of `predict`, as ClinicaDL 1.6.1 names them.
@@ -162,6 +210,22 @@ pub struct PredictArgs {
     /// --participants_tsv is given).
     #[arg(short = 'o', long = "overwrite")]
     pub overwrite: bool,
+
+    /// Predict the K-th of N contiguous shares of the data group's sessions (`K/N`, or `slurm`
+    /// in a SLURM array job: K and N from its variables); `clinicadl-rs merge` then writes the
+    /// results. Nothing is sharded unless asked.
+    #[arg(long = "shard", value_name = "K/N|slurm", value_parser = shard_arg, help_heading = "Clusters")]
+    pub shard: Option<ShardArg>,
+
+    /// Resume a run that was killed: keep its finished result sets and, in an unfinished one,
+    /// its finished sessions whose recorded outputs are intact; predict only the rest.
+    #[arg(long = "resume", help_heading = "Clusters")]
+    pub resume: bool,
+
+    /// Print one JSON document on stdout at the end: the result sets written, their files and
+    /// metrics (errors too, as JSON, with a non-zero exit). Logs stay on stderr.
+    #[arg(long = "json", help_heading = "Clusters")]
+    pub json: bool,
 }
 
 impl PredictArgs {
@@ -212,6 +276,23 @@ fn split_number(value: &str) -> Result<u32, String> {
     match integer(value)? {
         n if n >= 0 => u32::try_from(n).map_err(|_| format!("{n} is too large")),
         n => Err(format!("splits are numbered from 0 (`split-0/`), not {n}")),
+    }
+}
+
+/// `--shard`: `K/N` (1 ≤ K ≤ N) or `slurm`.
+fn shard_arg(value: &str) -> Result<ShardArg, String> {
+    if value == "slurm" {
+        return Ok(ShardArg::Slurm);
+    }
+    let form = "give `K/N` (the K-th of N shares, 1 ≤ K ≤ N) or `slurm`";
+    let Some((k, n)) = value.split_once('/') else {
+        return Err(format!("`{value}` is not a shard: {form}"));
+    };
+    match (k.trim().parse::<u32>(), n.trim().parse::<u32>()) {
+        (Ok(index), Ok(count)) if (1..=count).contains(&index) => {
+            Ok(ShardArg::Part { index, count })
+        }
+        _ => Err(format!("`{value}` is not a shard: {form}")),
     }
 }
 
@@ -282,6 +363,7 @@ mod tests {
         let argv = normalize_args(args.iter().map(OsString::from));
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Predict(p) => p,
+            Command::Merge(_) => panic!("not predict"),
         }
     }
 
@@ -402,6 +484,31 @@ mod tests {
         assert_eq!(
             parse(&["c", "predict", "m", "test-AD_2"]).data_group,
             "test-AD_2"
+        );
+    }
+
+    #[test]
+    fn shards_are_k_of_n_or_slurm() {
+        let p = parse(&["c", "predict", "m", "g", "--shard", "2/3"]);
+        assert_eq!(p.shard, Some(ShardArg::Part { index: 2, count: 3 }));
+        let p = parse(&["c", "predict", "m", "g", "--shard", "slurm"]);
+        assert_eq!(p.shard, Some(ShardArg::Slurm));
+        for bad in ["0/3", "4/3", "2", "a/b", "1/0"] {
+            let e = usage_error(&["c", "predict", "m", "g", "--shard", bad]);
+            assert!(e.contains("is not a shard: give `K/N`"), "{bad}: {e}");
+        }
+        let Ok(Cli {
+            command: Command::Merge(m),
+            ..
+        }) = Cli::try_parse_from(normalize_args(
+            ["c", "merge", "maps", "g", "-s", "1", "-sm", "BA", "--json"].map(OsString::from),
+        ))
+        else {
+            panic!("merge does not parse");
+        };
+        assert_eq!(
+            (m.split, m.selection_metrics, m.json),
+            (vec![1], vec!["BA".to_owned()], true)
         );
     }
 

@@ -23,6 +23,7 @@ use crate::maps::json::{MapsJson, Mode, Task, read_maps_json};
 use crate::maps::layout::{MapsLayout, is_training_group};
 use crate::networks::{Family, Model};
 use crate::problems::Problems;
+use crate::shards::Shard;
 use crate::torchfile::FileStamp;
 
 /// What happens to the data group definition.
@@ -87,6 +88,14 @@ pub struct PredictConfig {
     pub save: SaveOptions,
     /// What the checks met that the user should know (printed before the run).
     pub notices: Vec<Notice>,
+    /// `--shard`: the share of the group this process predicts.
+    pub shard: Option<Shard>,
+    /// `--resume`.
+    pub resume: bool,
+    /// `--json`.
+    pub json: bool,
+    /// `--label`, when given.
+    pub label: Option<String>,
 }
 
 /// What the resolve step needs from outside the command line and the files.
@@ -95,6 +104,8 @@ pub struct Environment<'a> {
     pub cuda_available: bool,
     /// Told how the up-front check of the tensor files goes.
     pub file_check: &'a dyn CheckProgress,
+    /// Reads an environment variable (SLURM's, for `--shard slurm`).
+    pub variable: &'a dyn Fn(&str) -> Option<String>,
 }
 
 /// A message of the checks for the user, not an error.
@@ -421,6 +432,10 @@ fn check_elements(
 pub fn resolve(args: &PredictArgs, environment: &Environment) -> Result<PredictConfig> {
     let maps_dir = &args.input_maps_directory;
     let device = resolve_device(args, environment.cuda_available)?;
+    let shard = args
+        .shard
+        .map(|arg| Shard::resolve(arg, environment.variable))
+        .transpose()?;
     let mut notices = Vec::new();
     let layout = MapsLayout::new(maps_dir);
     let maps = read_maps_json(maps_dir)?;
@@ -542,6 +557,10 @@ pub fn resolve(args: &PredictArgs, environment: &Environment) -> Result<PredictC
             latent: args.save_latent_tensor,
         },
         notices,
+        shard,
+        resume: args.resume,
+        json: args.json,
+        label: args.label.clone(),
     })
 }
 
@@ -579,6 +598,7 @@ mod tests {
             &Environment {
                 cuda_available,
                 file_check: &Quiet,
+                variable: &|_| None,
             },
         )
     }

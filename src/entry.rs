@@ -33,6 +33,11 @@ pub fn main() -> ExitCode {
     }
     let result = match &cli.command {
         Command::Predict(args) => crate::run::predict(args),
+        Command::Merge(args) => crate::merge::merge(args),
+    };
+    let json = match &cli.command {
+        Command::Predict(args) => args.json,
+        Command::Merge(args) => args.json,
     };
     match result {
         Ok(()) => ExitCode::from(error::EXIT_SUCCESS as u8),
@@ -40,6 +45,12 @@ pub fn main() -> ExitCode {
             let code = error::exit_code(&e);
             let hint = (code == error::EXIT_USAGE).then_some("see `clinicadl-rs predict --help`");
             ui::print_error(&e, hint);
+            if json {
+                crate::run::print_json(&serde_json::json!({
+                    "error": ui::error_messages(&e).join(": "),
+                    "exit_code": code,
+                }));
+            }
             ExitCode::from(code as u8)
         }
     }

@@ -31,8 +31,9 @@ fn engine_path(cli: &cli::Cli) -> Option<PathBuf> {
         return Some(PathBuf::from(path));
     }
     let name = match &cli.command {
-        cli::Command::Predict(args) if !args.gpu() => "clinicadl-rs-engine-cpu",
-        cli::Command::Predict(_) => "clinicadl-rs-engine",
+        cli::Command::Predict(args) if args.gpu() => "clinicadl-rs-engine",
+        // Runs on the CPU and merges need no CUDA.
+        cli::Command::Predict(_) | cli::Command::Merge(_) => "clinicadl-rs-engine-cpu",
     };
     let exe = std::env::current_exe().ok()?;
     Some(exe.with_file_name(name))

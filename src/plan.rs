@@ -5,10 +5,11 @@
 //!
 //! ClinicaDL: the files of `MapsManager.predict`, `_test_loader` and `_ensemble_prediction`.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::config::{GroupAction, PredictConfig, SaveOptions};
-use crate::maps::json::{Mode, Task};
+use crate::maps::json::{MapsJson, Mode, Task};
 use crate::maps::layout::results_tsv_name;
 
 /// Everything a run writes.
@@ -29,10 +30,14 @@ pub struct ResultSetPlan {
     pub split: u32,
     /// The selection metric.
     pub selection_metric: String,
-    /// The folder.
+    /// The folder: the result set's, or a shard's part (`--shard`).
     pub dir: PathBuf,
     /// Its files.
     pub files: ResultFiles,
+    /// The sessions predicted, in the group's order: all of them, or the shard's.
+    pub sessions: Range<usize>,
+    /// Whether the folder is a shard's part (`part.json` and the saved files), not the results.
+    pub part: bool,
 }
 
 /// The files of a result set (names within its folder).
@@ -70,13 +75,23 @@ pub struct LevelFiles {
 /// `description.log`.
 pub const DESCRIPTION: &str = "description.log";
 
-impl Plan {
-    /// The plan of a checked configuration.
-    pub fn of(config: &PredictConfig) -> Plan {
-        let group = &config.group;
-        let maps = &config.maps;
-        let level = maps.mode.name();
-        let labels = config.use_labels;
+/// `run.json`: the record of a result set (`output::record`).
+pub const RUN_JSON: &str = "run.json";
+
+/// The sessions that end on a batch boundary in every dataset of a run (see
+/// `shards::granularity`): a multi-network MAPS runs one element per session and network.
+pub fn granularity(config: &PredictConfig) -> usize {
+    let elements = match config.runs.first() {
+        Some(_) if config.maps.multi_network => 1,
+        Some(run) => run.dataset.elements_per_session,
+        None => 1,
+    };
+    crate::shards::granularity(elements, config.batch_size)
+}
+
+impl ResultFiles {
+    /// The files of a result set of `group` for this MAPS, with or without labels.
+    pub fn new(group: &str, maps: &MapsJson, labels: bool, save: SaveOptions) -> ResultFiles {
         let metrics_of = |level: &str| labels.then(|| results_tsv_name(group, level, "metrics"));
         let image = LevelFiles {
             prediction: results_tsv_name(group, "image", "prediction"),
@@ -89,27 +104,50 @@ impl Plan {
             (_, false, Task::Reconstruction) => None,
             (_, false, _) => Some(ImageLevel::Vote(image)),
         };
-        let files = ResultFiles {
+        let level = maps.mode.name();
+        ResultFiles {
             prediction: results_tsv_name(group, level, "prediction"),
             metrics: metrics_of(level),
             image_level,
-            save: config.save,
-        };
+            save,
+        }
+    }
+}
+
+impl Plan {
+    /// The plan of a checked configuration.
+    pub fn of(config: &PredictConfig) -> Plan {
+        let group = &config.group;
+        let maps = &config.maps;
+        let files = ResultFiles::new(group, maps, config.use_labels, config.save);
         let files = &files;
         let result_sets = config
             .runs
             .iter()
             .enumerate()
             .flat_map(|(index, run)| {
-                run.selection_metrics
-                    .iter()
-                    .map(move |metric| ResultSetPlan {
+                let sessions = match &config.shard {
+                    Some(shard) => shard.sessions(run.dataset.sessions.len(), granularity(config)),
+                    None => 0..run.dataset.sessions.len(),
+                };
+                run.selection_metrics.iter().map(move |metric| {
+                    let dir = match &config.shard {
+                        Some(shard) => config
+                            .layout
+                            .shards_dir(run.split, metric, group)
+                            .join(shard.part_name()),
+                        None => config.layout.results_dir(run.split, metric, group),
+                    };
+                    ResultSetPlan {
                         run: index,
                         split: run.split,
                         selection_metric: metric.clone(),
-                        dir: config.layout.results_dir(run.split, metric, group),
+                        dir,
                         files: files.clone(),
-                    })
+                        sessions: sessions.clone(),
+                        part: config.shard.is_some(),
+                    }
+                })
             })
             .collect();
         Plan {
@@ -142,17 +180,26 @@ impl ResultSetPlan {
     /// element.
     pub fn names(&self, config: &PredictConfig) -> Vec<String> {
         let files = &self.files;
-        let mut names = vec![DESCRIPTION.to_owned(), files.prediction.clone()];
-        names.extend(files.metrics.clone());
-        if let Some(ImageLevel::Copy(image) | ImageLevel::Vote(image)) = &files.image_level {
-            names.push(image.prediction.clone());
-            names.extend(image.metrics.clone());
+        let mut names = Vec::new();
+        if self.part {
+            names.push(crate::shards::PART_FILE.to_owned());
+        } else {
+            names.extend([
+                DESCRIPTION.to_owned(),
+                RUN_JSON.to_owned(),
+                files.prediction.clone(),
+            ]);
+            names.extend(files.metrics.clone());
+            if let Some(ImageLevel::Copy(image) | ImageLevel::Vote(image)) = &files.image_level {
+                names.push(image.prediction.clone());
+                names.extend(image.metrics.clone());
+            }
         }
         let save = files.save;
         if save.any() {
             let dataset = &config.runs[self.run].dataset;
             let mode = config.maps.mode;
-            for session in &dataset.sessions {
+            for session in &dataset.sessions[self.sessions.clone()] {
                 for &position in &dataset.selected {
                     let id = dataset.extraction.element_id(position);
                     let saved =

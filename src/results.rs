@@ -93,9 +93,24 @@ pub fn write_file(
         .with_context(|| format!("cannot write `{}`", path.display()))
 }
 
+/// What writing a result set read besides the rows, and the metrics it wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The validation predictions read for the vote.
+    pub validation: Option<std::path::PathBuf>,
+    /// The metrics of each network block (with the loss components), and of the image level.
+    pub metrics: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A metric's value for JSON: a number, or null (NaN, N/A).
+fn json_number(value: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(value).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
 /// Writes the result set of `blocks` into `folder`: `description.log`, the element level (its
 /// metrics per network block), and the image level the files list.
-pub fn write(context: &SetContext, blocks: &[Block], folder: &StagedFolder) -> Result<()> {
+pub fn write(context: &SetContext, blocks: &[Block], folder: &StagedFolder) -> Result<Written> {
+    let mut written = Written::default();
     write_file(&folder.file(DESCRIPTION), |w| {
         write_description(
             w,
@@ -124,6 +139,17 @@ pub fn write(context: &SetContext, blocks: &[Block], folder: &StagedFolder) -> R
                     continue;
                 }
                 let (table, ci) = metrics::of_rows(task, &block.rows, context.n_classes());
+                written.metrics.push(
+                    table
+                        .iter()
+                        .map(|(name, value)| (name.clone(), json_number(value.as_f64())))
+                        .chain(
+                            losses
+                                .iter()
+                                .map(|(name, v)| (name.clone(), json_number(*v))),
+                        )
+                        .collect(),
+                );
                 write_metrics_table(&mut *w, &table, Some(&ci), &losses)?;
                 if context.maps.multi_network {
                     write_network_separator_row(&mut *w, network, table.len() + losses.len() + 1)?;
@@ -133,7 +159,7 @@ pub fn write(context: &SetContext, blocks: &[Block], folder: &StagedFolder) -> R
         })?;
     }
     match &files.image_level {
-        None => Ok(()),
+        None => Ok(written),
         Some(ImageLevel::Copy(image)) => {
             // One element per image: the element-level results are the image-level ones.
             write_file(&folder.file(&image.prediction), |w| {
@@ -144,9 +170,12 @@ pub fn write(context: &SetContext, blocks: &[Block], folder: &StagedFolder) -> R
                 std::fs::copy(&from, &to)
                     .with_context(|| format!("cannot write `{}`", to.display()))?;
             }
-            Ok(())
+            Ok(written)
         }
-        Some(ImageLevel::Vote(image)) => write_vote(context, folder, &rows, image),
+        Some(ImageLevel::Vote(image)) => {
+            write_vote(context, folder, &rows, image, &mut written)?;
+            Ok(written)
+        }
     }
 }
 
@@ -157,11 +186,13 @@ fn write_vote(
     folder: &StagedFolder,
     rows: &[Row],
     image: &LevelFiles,
+    written: &mut Written,
 ) -> Result<()> {
     let task = context.maps.task;
     let image_rows = match task {
         Task::Classification => {
-            let validation = validation_rows(context, rows)?;
+            let (validation, path) = validation_rows(context, rows)?;
+            written.validation = path;
             let weights =
                 ensemble::soft_voting_weights(&validation, context.maps.selection_threshold);
             ensemble::soft_vote(rows, &weights, context.n_classes())?
@@ -181,6 +212,15 @@ fn write_vote(
     })?;
     if let Some(name) = &image.metrics {
         let (table, _) = metrics::of_rows(task, &image_rows, context.n_classes());
+        written.metrics.push(
+            std::iter::once(("level".to_owned(), serde_json::Value::from("image")))
+                .chain(
+                    table
+                        .iter()
+                        .map(|(name, value)| (name.clone(), json_number(value.as_f64()))),
+                )
+                .collect(),
+        );
         write_file(&folder.file(name), |w| {
             write_metrics_table(w, &table, None, &[])
         })?;
@@ -190,15 +230,19 @@ fn write_vote(
 
 /// The element-level validation predictions that weight soft voting: the group's own rows for
 /// `train`/`validation`, else `split-<k>/best-<m>/validation/validation_<mode>_level_prediction.tsv`.
-fn validation_rows(context: &SetContext, rows: &[Row]) -> Result<Vec<Row>> {
+fn validation_rows(
+    context: &SetContext,
+    rows: &[Row],
+) -> Result<(Vec<Row>, Option<std::path::PathBuf>)> {
     if is_training_group(context.group) {
-        return Ok(rows.to_vec());
+        return Ok((rows.to_vec(), None));
     }
     let mode = context.maps.mode.name();
     let path = context
         .layout
         .validation_predictions(context.split, context.selection_metric, mode);
-    read_prediction_rows(&path, mode, context.maps.task)
+    let rows = read_prediction_rows(&path, mode, context.maps.task)?;
+    Ok((rows, Some(path)))
 }
 
 #[cfg(test)]

@@ -423,6 +423,14 @@ impl Dataset {
         }
     }
 
+    /// The dataset of some of the sessions (a shard's, or those a resumed run has left).
+    pub fn with_sessions(&self, range: std::ops::Range<usize>) -> Dataset {
+        Dataset {
+            sessions: self.sessions[range].to_vec(),
+            ..self.clone()
+        }
+    }
+
     /// Number of elements of the whole dataset.
     pub fn len(&self) -> usize {
         self.sessions.len() * self.elements_per_session
@@ -434,13 +442,17 @@ impl Dataset {
     }
 
     /// Reads a session's data once and returns its transformed elements with their
-    /// `<mode>_id`, in element order, and what the transforms met.
-    pub fn load_session(&self, index: usize) -> Result<(Vec<(usize, Element)>, Notes)> {
+    /// `<mode>_id`, in element order, what the transforms met, and the files read with their
+    /// SHA-256 (of the bytes read, not read again).
+    pub fn load_session(&self, index: usize) -> Result<LoadedSession> {
         let session = &self.sessions[index];
+        let mut read = Vec::new();
         let whole = if self.extraction.prepare_dl() {
             None
         } else {
-            Some(read_element(&session.image_path)?)
+            let (image, digest) = read_element(&session.image_path)?;
+            read.push((session.image_path.clone(), digest));
+            Some(image)
         };
         let mut notes = Notes::default();
         let mut elements = Vec::with_capacity(self.selected.len());
@@ -452,7 +464,9 @@ impl Dataset {
                 ),
                 None => {
                     let file = self.extraction.element_file(&session.image_path, position);
-                    (read_element(&file)?, file)
+                    let (element, digest) = read_element(&file)?;
+                    read.push((file.clone(), digest));
+                    (element, file)
                 }
             };
             let raw_shape = element.shape.clone();
@@ -472,8 +486,23 @@ impl Dataset {
             }
             elements.push((self.extraction.element_id(position), element));
         }
-        Ok((elements, notes))
+        Ok(LoadedSession {
+            elements,
+            notes,
+            read,
+        })
     }
+}
+
+/// A session read and transformed.
+#[derive(Debug)]
+pub struct LoadedSession {
+    /// Its elements with their `<mode>_id`, in element order.
+    pub elements: Vec<(usize, Element)>,
+    /// What the transforms met.
+    pub notes: Notes,
+    /// The files read, with the SHA-256 of their bytes.
+    pub read: Vec<(PathBuf, String)>,
 }
 
 /// Whether a CAPS tensor of this dtype can be read (floating point), else what to do.
@@ -489,14 +518,20 @@ fn check_dtype(path: &Path, dtype: crate::torchfile::DType) -> Result<()> {
     Ok(())
 }
 
-/// Reads a tensor file as a C-order float32 element.
-fn read_element(path: &Path) -> Result<Element> {
-    let (header, data) = crate::torchfile::read_tensor_f32(path)?;
+/// Reads a tensor file as a C-order float32 element, with the SHA-256 of its bytes (read once:
+/// the digest costs no second read).
+fn read_element(path: &Path) -> Result<(Element, String)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let digest = crate::digest::sha256_hex(&bytes);
+    let (header, data) = crate::torchfile::read_tensor_f32_from_bytes(&bytes, path)?;
     check_dtype(path, header.dtype)?;
-    Ok(Element {
-        data,
-        shape: header.shape,
-    })
+    Ok((
+        Element {
+            data,
+            shape: header.shape,
+        },
+        digest,
+    ))
 }
 
 /// Files of the pre-extracted element folders of a session whose names contain `fragment`.

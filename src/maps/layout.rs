@@ -81,6 +81,13 @@ impl MapsLayout {
         self.metric_dir(split, metric).join(group)
     }
 
+    /// `split-<k>/best-<metric>/.<group>.shards/`: where the shards of a sharded prediction
+    /// leave their parts until `merge`.
+    pub fn shards_dir(&self, split: u32, metric: &str, group: &str) -> PathBuf {
+        self.metric_dir(split, metric)
+            .join(format!(".{group}.shards"))
+    }
+
     /// `<group>_<level>_level_<kind>.tsv` in the results folder.
     pub fn results_tsv(
         &self,

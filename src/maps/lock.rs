@@ -14,7 +14,8 @@ pub struct GroupLock {
     path: PathBuf,
 }
 
-fn hostname() -> String {
+/// The name of this host.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default()

@@ -8,4 +8,5 @@ pub mod dry_run;
 pub mod metrics;
 pub mod nifti;
 pub mod prediction;
+pub mod record;
 pub mod saved;

@@ -95,6 +95,8 @@ pub struct FinishedBatch<'a> {
     pub losses: &'a [(String, f32)],
     /// Elements of the dataset finished so far, this batch's included.
     pub elements_done: usize,
+    /// The files read for the sessions that start in this batch, with their SHA-256.
+    pub read: &'a [(std::path::PathBuf, String)],
 }
 
 /// Receives every finished element (the save options of reconstruction runs), then every
@@ -140,6 +142,8 @@ pub struct InferenceOutput {
     pub batch_losses: Vec<Vec<(String, f32)>>,
     /// What the transforms met (NaN values, constant elements).
     pub notes: Notes,
+    /// The files read, in dataset order, with the SHA-256 of their bytes.
+    pub read: Vec<(std::path::PathBuf, String)>,
     /// Time spent in forward passes (device copies, network, loss, copy back).
     pub forward_time: std::time::Duration,
 }
@@ -183,6 +187,7 @@ struct Step {
 struct Totals {
     rows: Vec<Row>,
     batch_losses: Vec<Vec<(String, f32)>>,
+    read: Vec<(std::path::PathBuf, String)>,
     forward_time: std::time::Duration,
 }
 
@@ -215,6 +220,7 @@ pub fn run_inference(
     let mut totals = Totals {
         rows: Vec::with_capacity(dataset.len()),
         batch_losses: Vec::new(),
+        read: Vec::new(),
         forward_time: std::time::Duration::ZERO,
     };
     let mut shape: Vec<i64> = vec![0];
@@ -270,6 +276,7 @@ pub fn run_inference(
         rows: totals.rows,
         batch_losses: totals.batch_losses,
         notes,
+        read: totals.read,
         forward_time: totals.forward_time,
     })
 }
@@ -430,11 +437,17 @@ fn finish_batch(
             values,
         });
     }
+    let read: Vec<(std::path::PathBuf, String)> = steps
+        .iter()
+        .flat_map(|s| s.batch.read.iter().cloned())
+        .collect();
     sink.batch(&FinishedBatch {
         rows: &totals.rows[first_row..],
         losses: &batch_losses,
         elements_done: totals.rows.len(),
+        read: &read,
     })?;
+    totals.read.extend(read);
     if !batch_losses.is_empty() {
         totals.batch_losses.push(batch_losses);
     }

@@ -5,12 +5,13 @@
 //! With `n_proc = 0` sessions are read on the calling thread.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Result, anyhow};
 use crossbeam_channel::{Receiver, bounded};
 
-use crate::caps::dataset::Dataset;
+use crate::caps::dataset::{Dataset, LoadedSession};
 use crate::caps::transforms::{Element, Notes};
 
 /// Where an element comes from.
@@ -23,18 +24,17 @@ pub struct ElementRef {
 }
 
 /// A batch of consecutive elements, C-order data `[B, element_shape…]`.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Batch {
     /// Concatenated element data.
     pub data: Vec<f32>,
     /// Which elements, in order.
     pub elements: Vec<ElementRef>,
+    /// The files read for the sessions that start in this batch, with their SHA-256.
+    pub read: Vec<(PathBuf, String)>,
 }
 
-/// A session's transformed elements with their ids, and what the transforms met.
-type Session = (Vec<(usize, Element)>, Notes);
-
-type Loaded = (usize, Result<Session>);
+type Loaded = (usize, Result<LoadedSession>);
 
 /// Iterates over the batches of a dataset, calling `consume` for each one in order. Returns
 /// what the transforms met.
@@ -49,17 +49,14 @@ pub fn for_each_batch(
     let mut assembler = Assembler {
         batch_size,
         element_len,
-        pending: Batch {
-            data: Vec::new(),
-            elements: Vec::new(),
-        },
+        pending: Batch::default(),
     };
     let mut notes = Notes::default();
     if n_proc == 0 {
         for index in 0..n_sessions {
-            let (elements, nan) = dataset.load_session(index)?;
-            notes |= nan;
-            assembler.push(index, elements, &mut consume)?;
+            let session = dataset.load_session(index)?;
+            notes |= session.notes;
+            assembler.push(index, session.elements, session.read, &mut consume)?;
         }
         return assembler.flush(&mut consume).map(|_| notes);
     }
@@ -110,7 +107,7 @@ fn consume_in_order(
 ) -> Result<()> {
     // Sessions (and their errors) are taken in dataset order, whatever order the readers
     // finish in: a session that cannot be read stops the run after every session before it.
-    let mut waiting: BTreeMap<usize, Result<Session>> = BTreeMap::new();
+    let mut waiting: BTreeMap<usize, Result<LoadedSession>> = BTreeMap::new();
     let mut expected = 0;
     while expected < n_sessions {
         let (index, loaded) = receiver
@@ -118,9 +115,9 @@ fn consume_in_order(
             .map_err(|_| anyhow!("a reader thread stopped unexpectedly"))?;
         waiting.insert(index, loaded);
         while let Some(loaded) = waiting.remove(&expected) {
-            let (elements, nan) = loaded?;
-            *notes |= nan;
-            assembler.push(expected, elements, consume)?;
+            let session = loaded?;
+            *notes |= session.notes;
+            assembler.push(expected, session.elements, session.read, consume)?;
             expected += 1;
         }
     }
@@ -138,8 +135,11 @@ impl Assembler {
         &mut self,
         session: usize,
         elements: Vec<(usize, Element)>,
+        read: Vec<(PathBuf, String)>,
         consume: &mut impl FnMut(Batch) -> Result<()>,
     ) -> Result<()> {
+        // The files of a session go with the batch where it starts.
+        self.pending.read.extend(read);
         for (element_id, element) in elements {
             if self.pending.data.is_empty() {
                 self.pending
@@ -152,13 +152,7 @@ impl Assembler {
                 element_id,
             });
             if self.pending.elements.len() == self.batch_size {
-                let full = std::mem::replace(
-                    &mut self.pending,
-                    Batch {
-                        data: Vec::new(),
-                        elements: Vec::new(),
-                    },
-                );
+                let full = std::mem::take(&mut self.pending);
                 consume(full)?;
             }
         }
@@ -167,13 +161,7 @@ impl Assembler {
 
     fn flush(&mut self, consume: &mut impl FnMut(Batch) -> Result<()>) -> Result<()> {
         if !self.pending.elements.is_empty() {
-            let last = std::mem::replace(
-                &mut self.pending,
-                Batch {
-                    data: Vec::new(),
-                    elements: Vec::new(),
-                },
-            );
+            let last = std::mem::take(&mut self.pending);
             consume(last)?;
         }
         Ok(())
@@ -187,7 +175,7 @@ mod tests {
     use crate::caps::dataset::{DatasetOptions, Quiet};
     use crate::maps::json::read_maps_json;
     use crate::tsv::Table;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     /// The dataset of the bundled example's test participants (10 sessions), from `caps`.
     fn example_dataset(caps: &Path) -> Dataset {

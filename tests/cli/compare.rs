@@ -62,10 +62,12 @@ pub fn network_error(metric_dir: &Path) -> f64 {
 pub fn results_folder(actual: &Path, expected: &Path, settings: Settings) {
     let relative = network_error(expected.parent().expect("a results folder has a parent"));
     let names = |dir: &Path| -> Vec<String> {
+        // `run.json` is clinicadl-rs's record, which ClinicaDL does not write.
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name != "run.json")
             .collect();
         names.sort();
         names

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod clusters;
 mod compare;
 mod engines;
 mod errors;

@@ -6,11 +6,11 @@ use std::path::Path;
 use crate::compare::{self, Allowance, Predictions};
 use crate::harness::{Case, reference_dir, repo, results_dirs, stderr, tree_digest};
 
-/// Relative paths of every file under `dir`.
+/// Relative paths of every file under `dir`, but the `run.json` records clinicadl-rs adds.
 fn files(dir: &Path) -> Vec<String> {
     tree_digest(dir)
         .into_iter()
-        .filter(|(_, c)| c != b"<dir>")
+        .filter(|(p, c)| c != b"<dir>" && !p.ends_with("run.json"))
         .map(|(p, _)| p.to_string_lossy().into_owned())
         .collect()
 }
@@ -529,8 +529,8 @@ fn image_of_another_shape_is_refused_up_front_when_slices_are_cut() {
     );
 }
 
-/// Every results file of the group `test` in a MAPS, read whole (but `description.log`, which
-/// holds the time of the run and the CAPS path).
+/// Every results file of the group `test` in a MAPS, read whole (but `description.log` and
+/// `run.json`, which hold the time of the run and the paths).
 fn result_bytes(maps: &Path) -> Vec<(String, Vec<u8>)> {
     tree_digest(maps)
         .into_iter()
@@ -540,6 +540,7 @@ fn result_bytes(maps: &Path) -> Vec<(String, Vec<u8>)> {
                 && p.starts_with("split-")
                 && p.contains("/test/")
                 && !p.ends_with("description.log")
+                && !p.ends_with("run.json")
         })
         .map(|(p, c)| (p.to_string_lossy().into_owned(), c))
         .collect()

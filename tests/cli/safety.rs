@@ -138,11 +138,12 @@ fn sigkill_at_any_moment_leaves_whole_results_and_a_rerun_completes() {
         );
         for (name, text) in &after {
             let old = previous.iter().any(|(n, t)| n == name && t == text);
+            let timed = name.ends_with("description.log") || name.ends_with("run.json");
             let new = expected
                 .iter()
-                .any(|(n, t)| n == name && (t == text || name.ends_with("description.log")));
+                .any(|(n, t)| n == name && (t == text || timed));
             assert!(
-                old || new || name.ends_with("description.log"),
+                old || new || timed,
                 "delay {delay_ms} ms: {name} is neither the old nor the new result"
             );
         }
@@ -157,11 +158,12 @@ fn sigkill_at_any_moment_leaves_whole_results_and_a_rerun_completes() {
             "delay {delay_ms} ms: rerun failed: {}",
             stderr(&out)
         );
-        // Same machine, same options: the same bytes (description.log holds the time).
+        // Same machine, same options: the same bytes (description.log and run.json hold the
+        // time).
         let rerun = results(&case.maps());
         assert_eq!(rerun.len(), expected.len());
         for ((name, text), (_, want)) in rerun.iter().zip(&expected) {
-            if !name.ends_with("description.log") {
+            if !name.ends_with("description.log") && !name.ends_with("run.json") {
                 assert_eq!(
                     text, want,
                     "delay {delay_ms} ms: {name} differs from an uninterrupted run"
