@@ -46,7 +46,7 @@ pub fn main() -> ExitCode {
             let hint = (code == error::EXIT_USAGE).then_some("see `clinicadl-rs predict --help`");
             ui::print_error(&e, hint);
             if json {
-                crate::run::print_json(&serde_json::json!({
+                ui::print_json(&serde_json::json!({
                     "error": ui::error_messages(&e).join(": "),
                     "exit_code": code,
                 }));

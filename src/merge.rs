@@ -81,14 +81,7 @@ pub fn merge(args: &MergeArgs) -> Result<()> {
                 "Nothing to merge: no shards of data group {group} are left (merged already)"
             ));
             if args.json {
-                crate::run::print_json(&serde_json::json!({
-                    "maps": std::path::absolute(&layout.root)
-                .unwrap_or_else(|_| layout.root.clone())
-                .display()
-                .to_string(),
-                    "data_group": group,
-                    "results": [],
-                }));
+                print_summary(&layout, group, &[]);
             }
             return Ok(());
         }
@@ -108,16 +101,21 @@ pub fn merge(args: &MergeArgs) -> Result<()> {
         ));
     }
     if args.json {
-        crate::run::print_json(&serde_json::json!({
-            "maps": std::path::absolute(&layout.root)
-                .unwrap_or_else(|_| layout.root.clone())
-                .display()
-                .to_string(),
-            "data_group": group,
-            "results": summaries,
-        }));
+        print_summary(&layout, group, &summaries);
     }
     Ok(())
+}
+
+/// The `--json` document of a merge.
+fn print_summary(layout: &MapsLayout, group: &str, results: &[serde_json::Value]) {
+    ui::print_json(&serde_json::json!({
+        "maps": std::path::absolute(&layout.root)
+            .unwrap_or_else(|_| layout.root.clone())
+            .display()
+            .to_string(),
+        "data_group": group,
+        "results": results,
+    }));
 }
 
 /// Every result set with shards (within `-s`/`-sm`), each checked: all its parts present,
@@ -355,7 +353,7 @@ fn write(
         cuda: None,
         cudnn: None,
         device: devices.join(", "),
-        command: crate::run::command_line(),
+        command: record::command_line(),
         options: serde_json::json!({
             "data_group": group,
             "split": set.split,

@@ -177,7 +177,7 @@ pub fn execute(config: &PredictConfig, plan: &Plan) -> Result<()> {
         summaries.push(predict_one(config, &engine, &config.runs[set.run], set)?);
     }
     if config.json {
-        print_json(&serde_json::json!({
+        ui::print_json(&serde_json::json!({
             "maps": std::path::absolute(&config.layout.root)
                 .unwrap_or_else(|_| config.layout.root.clone())
                 .display()
@@ -188,15 +188,6 @@ pub fn execute(config: &PredictConfig, plan: &Plan) -> Result<()> {
         }));
     }
     Ok(())
-}
-
-/// Prints the `--json` document on stdout.
-#[allow(clippy::print_stdout)]
-pub fn print_json(document: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(document).unwrap_or_default()
-    );
 }
 
 /// Predicts one result set (or a shard's part of it); returns its summary for `--json`.
@@ -389,7 +380,7 @@ fn predict_one(
         cuda: (engine.device != tch::Device::Cpu).then(|| tch::utils::version_cudart().to_string()),
         cudnn: (engine.device != tch::Device::Cpu).then(|| tch::utils::version_cudnn().to_string()),
         device: device_name(engine.device),
-        command: command_line(),
+        command: record::command_line(),
         options: options(config, run.split, metric),
         started: started.to_rfc3339(),
         finished: chrono::Local::now().to_rfc3339(),
@@ -613,13 +604,6 @@ fn inputs(
         }
     }
     Ok(sha256)
-}
-
-/// The command line as the user typed it.
-pub fn command_line() -> Vec<String> {
-    std::iter::once("clinicadl-rs".to_owned())
-        .chain(std::env::args().skip(1))
-        .collect()
 }
 
 /// The resolved options of a result set, for `run.json`.

@@ -54,6 +54,15 @@ pub fn one_line(error: &anyhow::Error) -> String {
     error_messages(error).join(": ")
 }
 
+/// Prints the `--json` document on stdout (the one print to stdout besides `--dry-run`'s plan).
+#[allow(clippy::print_stdout)]
+pub fn print_json(document: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(document).unwrap_or_default()
+    );
+}
+
 /// Prints an error and its chain of causes once, with a hint when one helps.
 pub fn print_error(error: &anyhow::Error, hint: Option<&str>) {
     let messages = error_messages(error);

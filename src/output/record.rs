@@ -65,6 +65,13 @@ pub struct ShardRecord {
     pub finished: String,
 }
 
+/// The command line as the user typed it (the engine gets the command's arguments).
+pub fn command_line() -> Vec<String> {
+    std::iter::once("clinicadl-rs".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect()
+}
+
 /// `path` relative to `base`, lexically (`../caps/…` for a file beside the MAPS); both are made
 /// absolute first.
 pub fn relative(path: &Path, base: &Path) -> String {

@@ -137,6 +137,50 @@ impl Case {
     }
 }
 
+/// The example with a data group `long` of `n` sessions (each a link to one session's tensor,
+/// every third one CN, the others AD), for runs that last long enough to be interrupted; with
+/// the arguments of `predict` on it (split 0, no reader threads) followed by `extra`.
+pub fn long_case(n: usize, extra: &[&str]) -> (Case, Vec<String>) {
+    let case = Case::prepare(&repo().join("examples/image_classification"), "test");
+    let source = case.dir.join("caps/subjects/sub-T001/ses-M000/deeplearning_prepare_data/image_based/t1_linear/sub-T001_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.pt");
+    let mut tsv = String::from("participant_id\tsession_id\tdiagnosis\n");
+    for i in 0..n {
+        let p = format!("sub-L{i:05}");
+        let dir = case.dir.join(format!(
+            "long/subjects/{p}/ses-M000/deeplearning_prepare_data/image_based/t1_linear"
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(
+            &source,
+            dir.join(format!(
+                "{p}_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.pt"
+            )),
+        )
+        .unwrap();
+        let diagnosis = if i % 3 == 0 { "CN" } else { "AD" };
+        tsv.push_str(&format!("{p}\tses-M000\t{diagnosis}\n"));
+    }
+    std::fs::write(case.dir.join("long.tsv"), tsv).unwrap();
+    let mut args: Vec<String> = [
+        "predict",
+        case.maps().to_str().unwrap(),
+        "long",
+        "--caps_directory",
+        case.dir.join("long").to_str().unwrap(),
+        "--participants_tsv",
+        case.dir.join("long.tsv").to_str().unwrap(),
+        "--no-gpu",
+        "-s",
+        "0",
+        "-np",
+        "0",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    (case, args)
+}
+
 /// Runs the binary with arbitrary arguments in `cwd`.
 pub fn run(args: &[&str], cwd: &Path) -> Output {
     Command::new(binary())

@@ -9,48 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{Case, binary, repo, stderr, tree_digest};
 
-/// The example with a data group `long` of `n` sessions (each a link to one session's tensor),
-/// for runs that last long enough to be interrupted.
+/// The long case of the harness, one session per batch, with debug lines.
 fn long_case(n: usize) -> (Case, Vec<String>) {
-    let case = Case::prepare(&repo().join("examples/image_classification"), "test");
-    let source = case.dir.join("caps/subjects/sub-T001/ses-M000/deeplearning_prepare_data/image_based/t1_linear/sub-T001_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.pt");
-    let mut tsv = String::from("participant_id\tsession_id\tdiagnosis\n");
-    for i in 0..n {
-        let p = format!("sub-L{i:05}");
-        let dir = case.dir.join(format!(
-            "long/subjects/{p}/ses-M000/deeplearning_prepare_data/image_based/t1_linear"
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::os::unix::fs::symlink(
-            &source,
-            dir.join(format!(
-                "{p}_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.pt"
-            )),
-        )
-        .unwrap();
-        tsv.push_str(&format!("{p}\tses-M000\tAD\n"));
-    }
-    std::fs::write(case.dir.join("long.tsv"), tsv).unwrap();
-    let args = [
-        "predict",
-        case.maps().to_str().unwrap(),
-        "long",
-        "--caps_directory",
-        case.dir.join("long").to_str().unwrap(),
-        "--participants_tsv",
-        case.dir.join("long.tsv").to_str().unwrap(),
-        "--no-gpu",
-        "-s",
-        "0",
-        "--batch_size",
-        "1",
-        "-np",
-        "0",
-        "-v",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    (case, args)
+    crate::harness::long_case(n, &["--batch_size", "1", "-v"])
 }
 
 /// Starts the command; returns it once its stderr has shown a line containing `marker`, with
