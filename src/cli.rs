@@ -141,6 +141,12 @@ pub struct PredictArgs {
     #[arg(long = "skip_leak_check", help_heading = "Data")]
     pub skip_leak_check: bool,
 
+    /// Read every session from its CAPS NIfTI image, as `clinicadl prepare-data` would have
+    /// converted it, even where its `.pt` tensors exist (sessions without tensors are always
+    /// read from their image).
+    #[arg(long = "from_nifti", help_heading = "Data")]
+    pub from_nifti: bool,
+
     /// Save the reconstruction output in the MAPS in Pytorch tensor format.
     #[arg(long = "save_tensor", help_heading = "Outputs")]
     pub save_tensor: bool,

@@ -92,6 +92,8 @@ pub struct PredictConfig {
     pub shard: Option<Shard>,
     /// `--resume`.
     pub resume: bool,
+    /// `--from_nifti`.
+    pub from_nifti: bool,
     /// `--json`.
     pub json: bool,
     /// `--label`, when given.
@@ -495,8 +497,7 @@ pub fn resolve(args: &PredictArgs, environment: &Environment) -> Result<PredictC
                     label: label.as_deref(),
                     // Header reads wait on the file system more than on the CPU.
                     threads: (args.n_proc as usize).max(4),
-                    // `--save_nifti` writes whole images in the space of their CAPS image.
-                    find_source_nifti: args.save_nifti && maps.mode == Mode::Image,
+                    from_nifti: args.from_nifti,
                     progress: environment.file_check,
                 };
                 let built =
@@ -522,8 +523,19 @@ pub fn resolve(args: &PredictArgs, environment: &Environment) -> Result<PredictC
             &dataset,
             &mut problems,
         );
-        for warning in &dataset.warnings {
-            let notice = Notice::Warning(warning.clone());
+        let sources = dataset.sources();
+        let sources = Notice::Info(format!(
+            "Sessions: {} read from prepare-data tensors, {} from CAPS NIfTI images{}",
+            sources.tensors,
+            sources.nifti,
+            if sources.nifti > 0 {
+                " (converted as `clinicadl prepare-data` does)"
+            } else {
+                ""
+            }
+        ));
+        let warnings = dataset.warnings.iter().cloned().map(Notice::Warning);
+        for notice in std::iter::once(sources).chain(warnings) {
             if !notices.contains(&notice) {
                 notices.push(notice);
             }
@@ -559,6 +571,7 @@ pub fn resolve(args: &PredictArgs, environment: &Environment) -> Result<PredictC
         notices,
         shard,
         resume: args.resume,
+        from_nifti: args.from_nifti,
         json: args.json,
         label: args.label.clone(),
     })

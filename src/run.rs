@@ -77,25 +77,25 @@ fn print_notices(config: &PredictConfig) {
     }
 }
 
-/// The progress of the up-front check of tensor files: a bar (or plain lines) from
-/// [`CHECK_PROGRESS_FROM_FILES`] files, as large cohorts on network file systems take a while,
-/// and a debug line with the time it took.
+/// The progress of the up-front check of the sessions' files: a bar (or plain lines) from
+/// [`CHECK_PROGRESS_FROM_SESSIONS`] sessions, as large cohorts on network file systems take a
+/// while, and a debug line with the time it took.
 #[derive(Default)]
 struct FileCheckProgress {
     bar: std::sync::Mutex<Option<ui::Progress>>,
 }
 
-/// Checks of at least this many files show their progress.
-const CHECK_PROGRESS_FROM_FILES: usize = 1000;
+/// Checks of at least this many sessions show their progress.
+const CHECK_PROGRESS_FROM_SESSIONS: usize = 500;
 
 impl CheckProgress for FileCheckProgress {
     fn start(&self, total: usize) {
-        if total >= CHECK_PROGRESS_FROM_FILES
+        if total >= CHECK_PROGRESS_FROM_SESSIONS
             && let Ok(mut bar) = self.bar.lock()
         {
             *bar = Some(ui::Progress::new(
-                "checking tensor files",
-                "files",
+                "checking the sessions' files",
+                "sessions",
                 total as u64,
             ));
         }
@@ -114,7 +114,7 @@ impl CheckProgress for FileCheckProgress {
             bar.finish();
         }
         ui::debug(&format!(
-            "tensor files checked: {total} in {:.1} ms ({threads} threads)",
+            "files of {total} sessions checked in {:.1} ms ({threads} threads)",
             elapsed.as_secs_f64() * 1e3
         ));
     }
@@ -630,6 +630,7 @@ fn options(config: &PredictConfig, split: u32, metric: &str) -> serde_json::Valu
         "save_latent_tensor": config.save.latent,
         "shard": config.shard.as_ref().map(|s| format!("{}/{}", s.index, s.count)),
         "resume": config.resume,
+        "from_nifti": config.from_nifti,
     })
 }
 

@@ -13,7 +13,8 @@ use rayon::prelude::*;
 
 use super::cohorts::CapsMapping;
 use super::elements::Extraction;
-use super::paths::{FilePattern, file_pattern, image_tensor_path};
+use super::nifti_image;
+use super::paths::{FilePattern, file_pattern, image_files};
 use super::roi::load_rois;
 use super::transforms::{Element, Notes, Transforms};
 use crate::maps::json::{MapsJson, Mode, Task};
@@ -41,13 +42,15 @@ pub struct SessionSample {
     pub cohort: String,
     /// The label.
     pub label: Label,
-    /// The image tensor (`deeplearning_prepare_data/image_based/...pt`).
+    /// The image tensor (`deeplearning_prepare_data/image_based/...pt`), which may not exist.
     pub image_path: PathBuf,
     /// The CAPS root of the session's cohort.
     pub caps_root: PathBuf,
-    /// The CAPS NIfTI image the tensor was made from, when asked for
-    /// ([`DatasetOptions::find_source_nifti`]) and there is exactly one.
+    /// The CAPS NIfTI image the tensor is made from, when there is exactly one.
     pub source_nifti: Option<PathBuf>,
+    /// Whether the session is read from [`SessionSample::source_nifti`] (its tensors are
+    /// missing, or `--from_nifti`) rather than from prepare-data's tensors.
+    pub from_nifti: bool,
 }
 
 /// What the dataset needs to know besides the group.
@@ -56,22 +59,23 @@ pub struct DatasetOptions<'a> {
     pub use_labels: bool,
     /// The label column (`--label`, else `maps.json` `label`).
     pub label: Option<&'a str>,
-    /// Threads that check the tensor files (their headers only).
+    /// Threads that check the sessions' files (their headers only).
     pub threads: usize,
-    /// Find each session's CAPS NIfTI image ([`SessionSample::source_nifti`]).
-    pub find_source_nifti: bool,
-    /// Told how the check of the tensor files goes.
+    /// Read every session from its CAPS NIfTI image, even where its tensors exist
+    /// (`--from_nifti`).
+    pub from_nifti: bool,
+    /// Told how the check of the sessions' files goes.
     pub progress: &'a dyn CheckProgress,
 }
 
-/// What the check of the tensor files reports as it goes (the caller shows it; the data layer
-/// prints nothing).
+/// What the check of the sessions' files reports as it goes (the caller shows it; the data
+/// layer prints nothing).
 pub trait CheckProgress: Sync {
-    /// `total` files are about to be checked.
+    /// The files of `total` sessions are about to be checked.
     fn start(&self, total: usize);
-    /// One more file was checked.
+    /// The files of one more session were checked.
     fn advance(&self);
-    /// Every file was checked, on `threads` threads, in `elapsed`.
+    /// Every session was checked, on `threads` threads, in `elapsed`.
     fn finish(&self, total: usize, threads: usize, elapsed: std::time::Duration);
 }
 
@@ -212,17 +216,14 @@ impl Dataset {
                 ));
                 continue;
             };
-            let image_path = match image_tensor_path(root, &participant_id, &session_id, &pattern) {
-                Ok(path) => path,
-                Err(e) => {
-                    problems.push(format!("({participant_id} | {session_id}): {e}"));
-                    PathBuf::new()
-                }
-            };
-            let source_nifti = options
-                .find_source_nifti
-                .then(|| super::paths::source_nifti(root, &participant_id, &session_id, &pattern))
-                .flatten();
+            let (image_path, source_nifti) =
+                match image_files(root, &participant_id, &session_id, &pattern) {
+                    Ok(files) => (files.tensor, files.nifti),
+                    Err(e) => {
+                        problems.push(format!("({participant_id} | {session_id}): {e}"));
+                        (PathBuf::new(), None)
+                    }
+                };
             sessions.push(SessionSample {
                 participant_id,
                 session_id,
@@ -231,19 +232,20 @@ impl Dataset {
                 image_path,
                 caps_root: root.clone(),
                 source_nifti,
+                from_nifti: options.from_nifti,
             });
         }
-        // Elements are known from the first session when every session was found.
+        // Elements are known from the first session with an image (the first session, as in
+        // ClinicaDL, unless it only has pre-extracted elements) when every session was found.
         let extraction_known = problems.is_empty() && !sessions.is_empty();
+        let mut reference = None;
         let extraction = match sessions.first() {
             Some(first) if extraction_known => {
-                // Patch and slice counts come from the first image's size (image mode needs none).
-                let needs_shape = matches!(maps.mode, Mode::Patch | Mode::Slice);
-                let image_shape = if needs_shape && first.image_path.is_file() {
-                    Some(crate::torchfile::read_tensor_header(&first.image_path)?.shape)
-                } else {
-                    None
-                };
+                // Patch and slice counts come from an image's size, and elements cut from
+                // images are cut from images of that size (image mode needs none).
+                if maps.mode != Mode::Image {
+                    reference = first_image_shape(&sessions, options.from_nifti)?;
+                }
                 let rois = if maps.mode == Mode::Roi {
                     // The first cohort's masks serve every cohort (as in ClinicaDL).
                     let (cohort, root) = &caps[0];
@@ -259,7 +261,7 @@ impl Dataset {
                 };
                 Extraction::from_maps(
                     maps,
-                    image_shape.as_deref(),
+                    reference.as_deref(),
                     |fragment| count_element_files(&first.image_path, fragment),
                     rois,
                 )
@@ -280,7 +282,7 @@ impl Dataset {
             maps.size_reduction,
             maps.size_reduction_factor,
         )?;
-        let dataset = Dataset {
+        let mut dataset = Dataset {
             sessions,
             mode: maps.mode,
             elements_per_session: selected.len(),
@@ -292,7 +294,12 @@ impl Dataset {
             warnings,
         };
         if extraction_known {
-            problems.extend(dataset.check_tensor_files(options.threads, options.progress));
+            problems.extend(dataset.check_files(
+                reference.as_deref(),
+                options.from_nifti,
+                options.threads,
+                options.progress,
+            ));
         }
         if !problems.is_empty() {
             bail!(
@@ -309,109 +316,217 @@ impl Dataset {
         if dataset.sessions.is_empty() {
             bail!("the data group `{}` has no session", data_path.display());
         }
-        if dataset.extraction.cuts_images() {
-            // Elements cut from images: the cut itself is checked on the first session (its
-            // image has the shape of every other one).
-            dataset.load_session(0)?;
+        // Elements cut from images: the cut itself is checked on the first session cut (its
+        // image has the shape of every other one).
+        if dataset.mode != Mode::Image
+            && let Some(index) = (0..dataset.sessions.len()).find(|&i| dataset.cuts(i))
+        {
+            dataset.load_session(index)?;
         }
         Ok(dataset)
     }
 
-    /// Every tensor file the run will read: present, readable, floating point, and of the shape
-    /// the model expects (after the transforms), or, for elements cut from whole images, of the
-    /// first session's shape. Only headers are read, on up to `threads` threads. Returns one
-    /// problem per faulty file.
-    fn check_tensor_files(&self, threads: usize, progress: &dyn CheckProgress) -> Vec<String> {
-        let cut = self.extraction.cuts_images();
-        let mut files = Vec::new();
-        for (index, session) in self.sessions.iter().enumerate() {
-            if self.extraction.prepare_dl() {
-                for &position in &self.selected {
-                    let file = self.extraction.element_file(&session.image_path, position);
-                    files.push((index, Some(position), file));
-                }
-            } else {
-                files.push((index, None, session.image_path.clone()));
-            }
+    /// How many sessions are read from prepare-data's tensors and how many from CAPS NIfTI
+    /// images.
+    pub fn sources(&self) -> Sources {
+        let nifti = self.sessions.iter().filter(|s| s.from_nifti).count();
+        Sources {
+            tensors: self.sessions.len() - nifti,
+            nifti,
         }
-        // A first file that cannot be read is reported below with the others.
-        let reference = match (cut, files.first()) {
-            (true, Some((_, _, first))) => crate::torchfile::read_tensor_header(first)
-                .ok()
-                .map(|h| h.shape),
-            _ => None,
-        };
-        let check = |(index, position, file): &(usize, Option<usize>, PathBuf)| -> Option<String> {
-            let session = &self.sessions[*index];
-            let at = format!("({} | {})", session.participant_id, session.session_id);
-            if !file.is_file() {
-                let hint = if self.extraction.prepare_dl() {
-                    self.mode.name()
-                } else {
-                    "image"
-                };
-                return Some(format!(
-                    "{at}: tensor `{}` does not exist (run `clinicadl prepare-data {hint}` on this CAPS)",
-                    file.display()
-                ));
-            }
-            let header = match crate::torchfile::read_tensor_header(file) {
-                Ok(header) => header,
-                Err(error) => return Some(format!("{at}: {error}")),
-            };
-            if let Err(error) = check_dtype(file, header.dtype) {
-                return Some(format!("{at}: {error}"));
-            }
-            let what = match position {
-                Some(position) => format!(
-                    "{} {} `{}`",
-                    self.mode.name(),
-                    self.extraction.element_id(*position),
-                    file.display()
-                ),
-                None => format!("tensor `{}`", file.display()),
-            };
-            if cut {
-                return reference
-                    .as_ref()
-                    .filter(|reference| header.shape != **reference)
-                    .map(|reference| format!(
-                        "{at}: {what} has shape {:?} but the first session's image has shape {reference:?} ({}s are cut from every image at the same places)",
-                        header.shape,
-                        self.mode.name()
-                    ));
-            }
-            let transformed = self.transforms.output_shape(&header.shape);
-            (transformed != self.element_shape).then(|| {
-                format!(
-                    "{at}: {what} has shape {:?}{} but the model expects {:?} (maps.json `input_size`)",
-                    header.shape,
-                    if transformed == header.shape {
-                        String::new()
-                    } else {
-                        format!(" ({transformed:?} after the transforms)")
-                    },
-                    self.element_shape
-                )
-            })
-        };
+    }
+
+    /// Whether session `index`'s elements are cut from its whole image as it is read.
+    fn cuts(&self, index: usize) -> bool {
+        self.mode != Mode::Image
+            && (self.sessions[index].from_nifti || self.extraction.cuts_images())
+    }
+
+    /// The tensor files session `index` reads when it is read from tensors.
+    fn tensor_files(&self, index: usize) -> Vec<(Option<usize>, PathBuf)> {
+        let session = &self.sessions[index];
+        if self.extraction.prepare_dl() {
+            self.selected
+                .iter()
+                .map(|&position| {
+                    let file = self.extraction.element_file(&session.image_path, position);
+                    (Some(position), file)
+                })
+                .collect()
+        } else {
+            vec![(None, session.image_path.clone())]
+        }
+    }
+
+    /// Decides where each session is read from (its tensors when they are all there and
+    /// `--from_nifti` is not given, else its CAPS NIfTI image) and checks every file the run
+    /// will read: present, readable, of a type that converts to float32, and of the shape the
+    /// model expects (after the transforms), or, for elements cut from whole images, of the
+    /// `reference` image shape. Only headers are read, on up to `threads` threads. Returns one
+    /// problem per faulty file.
+    fn check_files(
+        &mut self,
+        reference: Option<&[usize]>,
+        force_nifti: bool,
+        threads: usize,
+        progress: &dyn CheckProgress,
+    ) -> Vec<String> {
         let started = std::time::Instant::now();
         // Header reads wait on the file system more than on the CPU: a pool of their own.
         let threads = threads.clamp(1, 16);
-        progress.start(files.len());
-        let checked = |file: &(usize, Option<usize>, PathBuf)| {
-            let problem = check(file);
+        let total = self.sessions.len();
+        progress.start(total);
+        let this = &*self;
+        let checked = |index: usize| {
+            let outcome = this.check_session(index, reference, force_nifti);
             progress.advance();
-            problem
+            outcome
         };
-        let problems: Vec<Option<String>> =
+        let outcomes: Vec<(bool, Vec<String>)> =
             match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-                Ok(pool) => pool.install(|| files.par_iter().map(checked).collect()),
+                Ok(pool) => pool.install(|| (0..total).into_par_iter().map(checked).collect()),
                 // No threads to be had: check on this one.
-                Err(_) => files.iter().map(checked).collect(),
+                Err(_) => (0..total).map(checked).collect(),
             };
-        progress.finish(files.len(), threads, started.elapsed());
-        problems.into_iter().flatten().collect()
+        progress.finish(total, threads, started.elapsed());
+        let mut problems = Vec::new();
+        for (session, (from_nifti, found)) in self.sessions.iter_mut().zip(outcomes) {
+            session.from_nifti = from_nifti;
+            problems.extend(found);
+        }
+        problems
+    }
+
+    /// Where session `index` is read from (`true`: its CAPS NIfTI image) and what is wrong
+    /// with the files it reads.
+    fn check_session(
+        &self,
+        index: usize,
+        reference: Option<&[usize]>,
+        force_nifti: bool,
+    ) -> (bool, Vec<String>) {
+        let session = &self.sessions[index];
+        let at = format!("({} | {})", session.participant_id, session.session_id);
+        let files = self.tensor_files(index);
+        let tensors_there = files.iter().all(|(_, file)| file.is_file());
+        match &session.source_nifti {
+            Some(image) if force_nifti || !tensors_there => (
+                true,
+                self.check_image(&at, image, reference)
+                    .into_iter()
+                    .collect(),
+            ),
+            None if force_nifti => (
+                false,
+                vec![format!(
+                    "{at}: --from_nifti: no CAPS image matching `{}` under `{}`",
+                    self.pattern.pattern,
+                    session
+                        .caps_root
+                        .join("subjects")
+                        .join(&session.participant_id)
+                        .join(&session.session_id)
+                        .display()
+                )],
+            ),
+            _ => (
+                false,
+                files
+                    .iter()
+                    .filter_map(|(position, file)| {
+                        self.check_tensor(&at, *position, file, reference)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// What is wrong with a session's CAPS NIfTI image, read in place of its tensors.
+    fn check_image(&self, at: &str, image: &Path, reference: Option<&[usize]>) -> Option<String> {
+        let header = match nifti_image::read_header(image) {
+            Ok(header) => header,
+            Err(error) => return Some(format!("{at}: {error:#}")),
+        };
+        if self.mode != Mode::Image {
+            return reference
+                .filter(|reference| header.shape != *reference)
+                .map(|reference| format!(
+                    "{at}: the CAPS image `{}` has shape {:?} (as a tensor) but the first session's image has shape {reference:?} ({}s are cut from every image at the same places)",
+                    image.display(),
+                    header.shape,
+                    self.mode.name()
+                ));
+        }
+        self.misshaped(
+            at,
+            &format!("the CAPS image `{}`", image.display()),
+            &header.shape,
+        )
+    }
+
+    /// What is wrong with one tensor file (the image tensor, or the element at `position`).
+    fn check_tensor(
+        &self,
+        at: &str,
+        position: Option<usize>,
+        file: &Path,
+        reference: Option<&[usize]>,
+    ) -> Option<String> {
+        if !file.is_file() {
+            let hint = if self.extraction.prepare_dl() {
+                self.mode.name()
+            } else {
+                "image"
+            };
+            return Some(format!(
+                "{at}: tensor `{}` does not exist and no CAPS image matching `{}` was found to read instead (run `clinicadl prepare-data {hint}` on this CAPS, or put the image back)",
+                file.display(),
+                self.pattern.pattern
+            ));
+        }
+        let header = match crate::torchfile::read_tensor_header(file) {
+            Ok(header) => header,
+            Err(error) => return Some(format!("{at}: {error}")),
+        };
+        if let Err(error) = check_dtype(file, header.dtype) {
+            return Some(format!("{at}: {error}"));
+        }
+        let what = match position {
+            Some(position) => format!(
+                "{} {} `{}`",
+                self.mode.name(),
+                self.extraction.element_id(position),
+                file.display()
+            ),
+            None => format!("tensor `{}`", file.display()),
+        };
+        if self.extraction.cuts_images() {
+            return reference
+                .filter(|reference| header.shape != *reference)
+                .map(|reference| format!(
+                    "{at}: {what} has shape {:?} but the first session's image has shape {reference:?} ({}s are cut from every image at the same places)",
+                    header.shape,
+                    self.mode.name()
+                ));
+        }
+        self.misshaped(at, &what, &header.shape)
+    }
+
+    /// Whether an element of shape `shape` misses the model's input shape after the
+    /// transforms, in words.
+    fn misshaped(&self, at: &str, what: &str, shape: &[usize]) -> Option<String> {
+        let transformed = self.transforms.output_shape(shape);
+        (transformed != self.element_shape).then(|| {
+            format!(
+                "{at}: {what} has shape {shape:?}{} but the model expects {:?} (maps.json `input_size`)",
+                if transformed == shape {
+                    String::new()
+                } else {
+                    format!(" ({transformed:?} after the transforms)")
+                },
+                self.element_shape
+            )
+        })
     }
 
     /// The dataset of one network of a multi-network MAPS: element `index` of every session.
@@ -447,21 +562,31 @@ impl Dataset {
     pub fn load_session(&self, index: usize) -> Result<LoadedSession> {
         let session = &self.sessions[index];
         let mut read = Vec::new();
-        let whole = if self.extraction.prepare_dl() {
-            None
-        } else {
-            let (image, digest) = read_element(&session.image_path)?;
-            read.push((session.image_path.clone(), digest));
-            Some(image)
+        // The whole image, when elements are cut from it (or are it).
+        let (whole, source) = match (&session.source_nifti, session.from_nifti) {
+            (Some(image), true) => {
+                let (element, digest) = nifti_image::read_image(image)?;
+                read.push((image.clone(), digest));
+                (Some(element), image)
+            }
+            _ if self.extraction.prepare_dl() => (None, &session.image_path),
+            _ => {
+                let (element, digest) = read_element(&session.image_path)?;
+                read.push((session.image_path.clone(), digest));
+                (Some(element), &session.image_path)
+            }
         };
         let mut notes = Notes::default();
         let mut elements = Vec::with_capacity(self.selected.len());
+        let mut whole = whole;
         for &position in &self.selected {
-            let (mut element, source) = match &whole {
-                Some(image) => (
-                    self.extraction.cut(image, position)?,
-                    session.image_path.clone(),
+            let (mut element, source) = match &mut whole {
+                // The image itself: moved, not copied.
+                Some(_) if self.mode == Mode::Image => (
+                    whole.take().context("one image per session")?,
+                    source.clone(),
                 ),
+                Some(image) => (self.extraction.cut(image, position)?, source.clone()),
                 None => {
                     let file = self.extraction.element_file(&session.image_path, position);
                     let (element, digest) = read_element(&file)?;
@@ -492,6 +617,32 @@ impl Dataset {
             read,
         })
     }
+}
+
+/// How many sessions are read from each kind of file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sources {
+    /// From prepare-data's `.pt` tensors.
+    pub tensors: usize,
+    /// From CAPS NIfTI images.
+    pub nifti: usize,
+}
+
+/// The shape (as a tensor, `[C, X, Y, Z]`) of the first session's image that can be read, from
+/// the source it is read from: its image tensor (unless `--from_nifti`), else its CAPS image.
+/// `None` when no session has one (only pre-extracted elements).
+fn first_image_shape(sessions: &[SessionSample], force_nifti: bool) -> Result<Option<Vec<usize>>> {
+    for session in sessions {
+        if !force_nifti && session.image_path.is_file() {
+            return Ok(Some(
+                crate::torchfile::read_tensor_header(&session.image_path)?.shape,
+            ));
+        }
+        if let Some(image) = &session.source_nifti {
+            return Ok(Some(nifti_image::read_header(image)?.shape));
+        }
+    }
+    Ok(None)
 }
 
 /// A session read and transformed.

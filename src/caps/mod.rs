@@ -4,6 +4,7 @@
 pub mod cohorts;
 pub mod dataset;
 pub mod elements;
+pub mod nifti_image;
 pub mod participants;
 pub mod paths;
 pub mod roi;

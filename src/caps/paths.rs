@@ -154,48 +154,62 @@ fn pick(matches: Vec<PathBuf>) -> Result<Option<PathBuf>, Vec<PathBuf>> {
     }
 }
 
-/// The session's CAPS NIfTI image (the source of its tensor), when there is exactly one.
-pub fn source_nifti(
-    caps: &Path,
-    participant: &str,
-    session: &str,
-    pattern: &FilePattern,
-) -> Option<PathBuf> {
-    let session_dir = caps.join("subjects").join(participant).join(session);
-    pick(find_files(&session_dir, &pattern.pattern))
-        .ok()
-        .flatten()
+/// A session's image files: the prepare-data tensor and the CAPS NIfTI image it is made from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFiles {
+    /// The image tensor (`deeplearning_prepare_data/image_based/<folder>/<name>.pt`), which may
+    /// not exist.
+    pub tensor: PathBuf,
+    /// The CAPS NIfTI image, when there is exactly one (or several runs, the highest taken).
+    pub nifti: Option<PathBuf>,
 }
 
-/// Where a session's image tensor is, or why it cannot be found.
-pub fn image_tensor_path(
+/// Where a session's image tensor and CAPS image are, or why neither can be found.
+pub fn image_files(
     caps: &Path,
     participant: &str,
     session: &str,
     pattern: &FilePattern,
-) -> Result<PathBuf, String> {
+) -> Result<ImageFiles, String> {
     let session_dir = caps.join("subjects").join(participant).join(session);
-    let nifti = pick(find_files(&session_dir, &pattern.pattern));
+    // prepare-data's own outputs are not images (a `.nii` image's tensor keeps its name, which
+    // makes ClinicaDL see two images and fail).
+    let images: Vec<PathBuf> = find_files(&session_dir, &pattern.pattern)
+        .into_iter()
+        .filter(|file| {
+            !file
+                .strip_prefix(&session_dir)
+                .is_ok_and(|inside| inside.starts_with("deeplearning_prepare_data"))
+        })
+        .collect();
+    let nifti = pick(images);
     if let Ok(Some(file)) = &nifti {
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // prepare-data's own renaming: a `.nii` image keeps its name.
         let tensor_name = match name.strip_suffix(".nii.gz") {
             Some(stem) => format!("{stem}.pt"),
             None => name.replace(".nii.gz", ".pt"),
         };
-        return Ok(session_dir
-            .join("deeplearning_prepare_data")
-            .join("image_based")
-            .join(&pattern.folder)
-            .join(tensor_name));
+        return Ok(ImageFiles {
+            tensor: session_dir
+                .join("deeplearning_prepare_data")
+                .join("image_based")
+                .join(&pattern.folder)
+                .join(tensor_name),
+            nifti: Some(file.clone()),
+        });
     }
     let pt_pattern = pattern.pattern.replace(".nii.gz", ".pt");
     match pick(find_files(&session_dir, &pt_pattern)) {
-        Ok(Some(file)) => Ok(file),
+        Ok(Some(file)) => Ok(ImageFiles {
+            tensor: file,
+            nifti: None,
+        }),
         Ok(None) => Err(format!(
-            "no file matching `{}` (nor its `.pt` tensor) under `{}`",
+            "neither a CAPS image matching `{}` nor a tensor matching `{pt_pattern}` under `{}`",
             pattern.pattern,
             session_dir.display()
         )),
@@ -266,7 +280,9 @@ mod tests {
             pattern: "*space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz".into(),
             folder: "t1_linear".into(),
         };
-        let p = image_tensor_path(d.path(), "sub-1", "ses-M000", &pat).unwrap();
+        let files = image_files(d.path(), "sub-1", "ses-M000", &pat).unwrap();
+        assert_eq!(files.nifti.as_deref(), Some(nii.as_path()));
+        let p = files.tensor;
         assert_eq!(
             p,
             ses.join("deeplearning_prepare_data/image_based/t1_linear/sub-1_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.pt")
@@ -274,15 +290,18 @@ mod tests {
         // Without the NIfTI file, the tensor itself is found.
         std::fs::remove_file(&nii).unwrap();
         assert!(
-            image_tensor_path(d.path(), "sub-1", "ses-M000", &pat)
+            image_files(d.path(), "sub-1", "ses-M000", &pat)
                 .unwrap_err()
-                .contains("no file matching")
+                .contains("neither a CAPS image matching")
         );
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, "").unwrap();
         assert_eq!(
-            image_tensor_path(d.path(), "sub-1", "ses-M000", &pat).unwrap(),
-            p
+            image_files(d.path(), "sub-1", "ses-M000", &pat).unwrap(),
+            ImageFiles {
+                tensor: p,
+                nifti: None
+            }
         );
     }
 

@@ -538,7 +538,10 @@ fn typed(raw: Map<String, Value>, path: &Path) -> Result<MapsJson, MapsJsonError
     })
 }
 
-fn preprocessing(dict: &Map<String, Value>, path: &Path) -> Result<Preprocessing, MapsJsonError> {
+pub(crate) fn preprocessing(
+    dict: &Map<String, Value>,
+    path: &Path,
+) -> Result<Preprocessing, MapsJsonError> {
     let sub = |k: &str| format!("preprocessing_dict.{k}");
     let preprocessing = dict
         .get("preprocessing")

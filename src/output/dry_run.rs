@@ -31,7 +31,7 @@ pub fn print_plan<W: Write>(config: &PredictConfig, plan: &Plan, mut w: W) -> Re
         let dataset = &run.dataset;
         writeln!(
             w,
-            "split {}: selection metrics {}; {} sessions of {} participants from `{}`; {} {} element(s) per session, {} in all",
+            "split {}: selection metrics {}; {} sessions of {} participants from `{}` ({} read from prepare-data tensors, {} from CAPS NIfTI images); {} {} element(s) per session, {} in all",
             run.split,
             run.selection_metrics.join(", "),
             dataset.sessions.len(),
@@ -41,6 +41,8 @@ pub fn print_plan<W: Write>(config: &PredictConfig, plan: &Plan, mut w: W) -> Re
                 .map(|(_, p)| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join("`, `"),
+            dataset.sources().tensors,
+            dataset.sources().nifti,
             dataset.elements_per_session,
             maps.mode.name(),
             dataset.len()

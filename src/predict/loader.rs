@@ -191,7 +191,7 @@ mod tests {
             use_labels: true,
             label: Some("diagnosis"),
             threads: 2,
-            find_source_nifti: false,
+            from_nifti: false,
             progress: &Quiet,
         };
         Dataset::build(&data, &tsv, &caps, &maps, &options).unwrap()

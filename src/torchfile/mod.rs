@@ -27,6 +27,7 @@ use std::io::{BufReader, Cursor, Read, Seek};
 use std::path::Path;
 
 pub use error::TorchFileError;
+pub(crate) use tensor::gather_view;
 pub use tensor::{DType, StoredTensor, TensorHeader};
 pub use writer::{write_tensor, write_tensor_to};
 

@@ -279,104 +279,124 @@ impl StoredTensor {
         }
     }
 
-    fn layout(&self) -> Result<Layout, String> {
-        check_view(
-            &self.shape,
-            &self.strides,
-            self.offset,
-            self.storage.len(),
-            self.dtype.itemsize(),
-        )?;
-        let numel = self.numel();
-        // Merge dimension i into i+1 when stepping over i is the same as stepping over all of
-        // i+1: e.g. a C-contiguous view becomes a single run.
-        let mut dims: Vec<(usize, usize)> = Vec::with_capacity(self.shape.len());
-        for (&size, &stride) in self.shape.iter().zip(&self.strides) {
-            if size == 1 {
-                continue;
-            }
-            dims.push((size, stride));
-        }
-        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(dims.len());
-        for (size, stride) in dims.into_iter().rev() {
-            match merged.last_mut() {
-                Some((inner_size, inner_stride))
-                    if inner_stride.checked_mul(*inner_size) == Some(stride) =>
-                {
-                    // Bounded by numel, which check_view computed without overflow.
-                    *inner_size *= size;
-                }
-                _ => merged.push((size, stride)),
-            }
-        }
-        merged.reverse();
-        Ok(Layout {
-            numel,
-            offset: self.offset,
-            dims: merged,
-        })
-    }
-
     /// Reads every element of the view in C order, decoding each `N`-byte element with `decode`.
     fn gather<const N: usize, T>(
         &self,
         decode: impl Fn([u8; N]) -> T,
     ) -> Result<Vec<T>, TorchFileError> {
-        let layout = self
-            .layout()
-            .map_err(|detail| TorchFileError::InvalidView { detail })?;
-        let out_of_bounds = || TorchFileError::InvalidView {
-            detail: "element index past the end of the storage".to_string(),
-        };
-        let mut out: Vec<T> = Vec::new();
-        out.try_reserve_exact(layout.numel)
-            .map_err(|_| TorchFileError::InvalidView {
-                detail: format!("cannot allocate {} elements", layout.numel),
-            })?;
-        if layout.numel == 0 {
-            return Ok(out);
+        gather_view(
+            &self.storage,
+            &self.shape,
+            &self.strides,
+            self.offset,
+            decode,
+        )
+    }
+}
+
+/// The checked, merged layout of a view `(shape, strides, offset)` of `itemsize`-byte elements
+/// over `storage_bytes` bytes.
+fn layout(
+    shape: &[usize],
+    strides: &[usize],
+    offset: usize,
+    storage_bytes: usize,
+    itemsize: usize,
+) -> Result<Layout, String> {
+    check_view(shape, strides, offset, storage_bytes, itemsize)?;
+    let numel = checked_numel(shape).unwrap_or(usize::MAX);
+    // Merge dimension i into i+1 when stepping over i is the same as stepping over all of
+    // i+1: e.g. a C-contiguous view becomes a single run.
+    let mut dims: Vec<(usize, usize)> = Vec::with_capacity(shape.len());
+    for (&size, &stride) in shape.iter().zip(strides) {
+        if size == 1 {
+            continue;
         }
-        let (elements, _) = self.storage.as_chunks::<N>();
-        let mut dims = layout.dims;
-        let Some((inner_size, inner_stride)) = dims.pop() else {
-            let element = elements.get(layout.offset).ok_or_else(out_of_bounds)?;
-            out.push(decode(*element));
-            return Ok(out);
-        };
-        // All indices below are at most the last index check_view proved to be in bounds, so
-        // the plain arithmetic cannot overflow; `get` still guards every access.
-        let mut counters = vec![0usize; dims.len()];
-        let mut base = layout.offset;
+        dims.push((size, stride));
+    }
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(dims.len());
+    for (size, stride) in dims.into_iter().rev() {
+        match merged.last_mut() {
+            Some((inner_size, inner_stride))
+                if inner_stride.checked_mul(*inner_size) == Some(stride) =>
+            {
+                // Bounded by numel, which check_view computed without overflow.
+                *inner_size *= size;
+            }
+            _ => merged.push((size, stride)),
+        }
+    }
+    merged.reverse();
+    Ok(Layout {
+        numel,
+        offset,
+        dims: merged,
+    })
+}
+
+/// Reads every element of the view `(shape, strides, offset)` (in elements) of `storage` in C
+/// order, decoding each `N`-byte element with `decode`: torch's strided tensors, and the
+/// column-major volumes of NIfTI files (docs/ARCHITECTURE.md, "CAPS NIfTI images").
+pub(crate) fn gather_view<const N: usize, T>(
+    storage: &[u8],
+    shape: &[usize],
+    strides: &[usize],
+    offset: usize,
+    decode: impl Fn([u8; N]) -> T,
+) -> Result<Vec<T>, TorchFileError> {
+    let layout = layout(shape, strides, offset, storage.len(), N)
+        .map_err(|detail| TorchFileError::InvalidView { detail })?;
+    let out_of_bounds = || TorchFileError::InvalidView {
+        detail: "element index past the end of the storage".to_string(),
+    };
+    let mut out: Vec<T> = Vec::new();
+    out.try_reserve_exact(layout.numel)
+        .map_err(|_| TorchFileError::InvalidView {
+            detail: format!("cannot allocate {} elements", layout.numel),
+        })?;
+    if layout.numel == 0 {
+        return Ok(out);
+    }
+    let (elements, _) = storage.as_chunks::<N>();
+    let mut dims = layout.dims;
+    let Some((inner_size, inner_stride)) = dims.pop() else {
+        let element = elements.get(layout.offset).ok_or_else(out_of_bounds)?;
+        out.push(decode(*element));
+        return Ok(out);
+    };
+    // All indices below are at most the last index check_view proved to be in bounds, so
+    // the plain arithmetic cannot overflow; `get` still guards every access.
+    let mut counters = vec![0usize; dims.len()];
+    let mut base = layout.offset;
+    loop {
+        if inner_stride == 1 {
+            let run = elements
+                .get(base..base + inner_size)
+                .ok_or_else(out_of_bounds)?;
+            out.extend(run.iter().map(|e| decode(*e)));
+        } else {
+            let mut index = base;
+            for _ in 0..inner_size {
+                let element = elements.get(index).ok_or_else(out_of_bounds)?;
+                out.push(decode(*element));
+                index += inner_stride;
+            }
+        }
+        // Advance the odometer over the outer dimensions.
+        let mut d = dims.len();
         loop {
-            if inner_stride == 1 {
-                let run = elements
-                    .get(base..base + inner_size)
-                    .ok_or_else(out_of_bounds)?;
-                out.extend(run.iter().map(|e| decode(*e)));
-            } else {
-                let mut index = base;
-                for _ in 0..inner_size {
-                    let element = elements.get(index).ok_or_else(out_of_bounds)?;
-                    out.push(decode(*element));
-                    index += inner_stride;
-                }
+            if d == 0 {
+                return Ok(out);
             }
-            // Advance the odometer over the outer dimensions.
-            let mut d = dims.len();
-            loop {
-                if d == 0 {
-                    return Ok(out);
-                }
-                d -= 1;
-                let (size, stride) = dims[d];
-                counters[d] += 1;
-                base += stride;
-                if counters[d] < size {
-                    break;
-                }
-                counters[d] = 0;
-                base -= stride * size;
+            d -= 1;
+            let (size, stride) = dims[d];
+            counters[d] += 1;
+            base += stride;
+            if counters[d] < size {
+                break;
             }
+            counters[d] = 0;
+            base -= stride * size;
         }
     }
 }

@@ -8,6 +8,7 @@ mod compare;
 mod engines;
 mod errors;
 mod harness;
+mod nifti;
 mod parity;
 mod reconstruction;
 #[path = "../../src/reference_cases.rs"]

@@ -17,8 +17,14 @@ fn files(dir: &Path) -> Vec<String> {
 
 /// Runs a case and compares every output with what ClinicaDL wrote.
 fn check_case(source: &Path) {
+    check_case_with(source, |_| {}, &[]);
+}
+
+/// [`check_case`] on a copy changed by `change`, with `extra` arguments.
+pub fn check_case_with(source: &Path, change: impl Fn(&Case), extra: &[&str]) {
     let case = Case::prepare(source, "test");
-    let out = case.predict(&[]);
+    change(&case);
+    let out = case.predict(extra);
     assert!(out.status.success(), "predict failed: {}", stderr(&out));
     let expected_maps = source.join("maps");
     // Exactly the files ClinicaDL has after predict, nothing more (no staging leftovers).
@@ -159,7 +165,7 @@ fn patch_without_validation_predictions_is_refused_up_front() {
 
 /// The project's own ClinicaDL 1.6.1 cases (tests/fixtures/clinicadl, made by
 /// scripts/fixtures/make_clinicadl_cases.py).
-fn fixture(name: &str) -> std::path::PathBuf {
+pub fn fixture(name: &str) -> std::path::PathBuf {
     repo().join("tests/fixtures/clinicadl").join(name)
 }
 
@@ -482,7 +488,7 @@ fn replace_with_small_tensor(file: &Path) {
 
 /// Runs `case` (prepared by the caller), expecting a refusal that names `needles` and leaves the
 /// MAPS unchanged.
-fn expect_refusal(case: &Case, needles: &[&str]) {
+pub fn expect_refusal(case: &Case, needles: &[&str]) {
     let before = tree_digest(&case.maps());
     let out = case.predict(&[]);
     let err = stderr(&out);
