@@ -353,27 +353,32 @@ def run_workload(w, args, py):
               "--batch_size", "8", "-np", "2"]
     # Both tools `args.repeats` times, interleaved (load drifts on a shared machine); the run with
     # the median wall time of each tool is reported, its log kept as clinicadl[-rs].log.
-    runs = {"cdl": [], "rs": []}
+    # The image workload is also predicted from its NIfTI images (`--from_nifti`, "rs_nifti"),
+    # interleaved with the same run from tensors: their ratio is the cost of reading NIfTI.
+    tools = ("cdl", "rs", "rs_nifti") if w["kind"] == "image" else ("cdl", "rs")
+    names = {"cdl": "clinicadl", "rs": "clinicadl-rs", "rs_nifti": "clinicadl-rs-from-nifti"}
+    runs = {tool: [] for tool in tools}
     for i in range(args.repeats):
-        for tool in ("cdl", "rs"):
+        for tool in tools:
             group = f"bench_{tool}"
             clean_group(maps, group)
-            name = "clinicadl" if tool == "cdl" else "clinicadl-rs"
+            name = names[tool]
             log_path = log_dir / f"{name}-{i}.log"
             log(f"{w['name']}: {name} predict ({i + 1}/{args.repeats})")
             settle(folder)
             cmd = ([args.clinicadl_venv / "bin" / "clinicadl", "predict"] if tool == "cdl"
                    else [args.bin, "-v", "predict"])
-            r = measure([*cmd, maps, group, *common], folder, log_path)
-            if tool == "rs":
+            extra = ["--from_nifti"] if tool == "rs_nifti" else []
+            r = measure([*cmd, maps, group, *common, *extra], folder, log_path)
+            if tool != "cdl":
                 r["forward_s"], r["forward_elements"] = forward_seconds(log_path)
             log(f"{w['name']}: {name} predict: {r['wall_s']:.1f} s, exit {r['rc']}")
             runs[tool].append(r)
-    for tool in ("cdl", "rs"):
+    for tool in tools:
         ordered = sorted(runs[tool], key=lambda r: r["wall_s"])
         median = ordered[(len(ordered) - 1) // 2]
         median["runs_wall_s"] = [r["wall_s"] for r in runs[tool]]
-        shutil.copyfile(median["log"], log_dir / ("clinicadl.log" if tool == "cdl" else "clinicadl-rs.log"))
+        shutil.copyfile(median["log"], log_dir / f"{names[tool]}.log")
         w[tool] = median
     shares = [(r["wall_s"] - r["forward_s"]) / r["wall_s"] for r in runs["rs"]
               if r.get("forward_s") is not None and r["rc"] == 0]
@@ -386,6 +391,12 @@ def run_workload(w, args, py):
     for level in levels:
         w["compare"][level] = compare_tsv(best / "bench_cdl" / f"bench_cdl_{level}_level_prediction.tsv",
                                           best / "bench_rs" / f"bench_rs_{level}_level_prediction.tsv")
+    if "rs_nifti" in tools:
+        # The same tensors, the same network: the same bytes.
+        w["nifti_same_bytes"] = all(
+            (best / "bench_rs" / f"bench_rs_{kind}.tsv").read_bytes()
+            == (best / "bench_rs_nifti" / f"bench_rs_nifti_{kind}.tsv").read_bytes()
+            for kind in ("image_level_prediction", "image_level_metrics"))
     w["metrics"] = {level: compare_metrics(best / "bench_cdl" / f"bench_cdl_{level}_level_metrics.tsv",
                                            best / "bench_rs" / f"bench_rs_{level}_level_metrics.tsv")
                     for level in levels}
@@ -657,6 +668,14 @@ def report(info, ws, one, help_t, st, args):
             f"(median of {len(shares)} runs: {', '.join(f'{x * 100:.0f}%' for x in shares)}) | {verdict(share <= 0.10)} |")
     else:
         add("| image: clinicadl-rs time outside its forward passes <= 10% of its wall | no forward line | n/a |")
+    nifti = img.get("rs_nifti")
+    if nifti:
+        r = ratio(nifti.get("wall_s"), rs.get("wall_s"))
+        same = "same bytes" if img.get("nifti_same_bytes") else "DIFFERENT outputs"
+        add(f"| image from its NIfTI images (`--from_nifti`): wall <= 1.3x the same run from tensors | "
+            f"{fmt_r(r)} ({fmt_s(nifti.get('wall_s'))} vs {fmt_s(rs.get('wall_s'))}; peak RSS "
+            f"{fmt_mb(nifti.get('max_rss_kb'))} vs {fmt_mb(rs.get('max_rss_kb'))}; {same}) | "
+            f"{verdict(None if r is None else r <= 1.3 and img.get('nifti_same_bytes'))} |")
     for name in ("patch", "small"):
         r = wall_ratio(name)
         add(f"| {name}: wall <= 0.3x ClinicaDL's | {fmt_r(r)} | {verdict(None if r is None else r <= 0.3)} |")
@@ -687,12 +706,12 @@ def report(info, ws, one, help_t, st, args):
     add("")
     problems = [(w["name"], lvl, v["problems"]) for w in ws for lvl, v in w.get("compare", {}).items() if v["problems"]]
     problems += [(w["name"], lvl + " metrics", v["problems"]) for w in ws for lvl, v in w.get("metrics", {}).items() if v["problems"]]
-    failures = [(w["name"], tool, w[tool]) for w in ws for tool in ("cdl", "rs") if w.get(tool, {}).get("rc")]
+    failures = [(w["name"], tool, w[tool]) for w in ws for tool in ("cdl", "rs", "rs_nifti") if w.get(tool, {}).get("rc")]
     if problems or failures:
         add("## Problems")
         add("")
         for name, tool, m in failures:
-            add(f"- {name}: {'ClinicaDL' if tool == 'cdl' else 'clinicadl-rs'} exited with {m['rc']} (log `{m['log']}`)")
+            add(f"- {name}: {'ClinicaDL' if tool == 'cdl' else 'clinicadl-rs'}{' --from_nifti' if tool == 'rs_nifti' else ''} exited with {m['rc']} (log `{m['log']}`)")
         for name, lvl, ps in problems:
             add(f"- {name} {lvl}-level differences (first ones): " + "; ".join(ps))
         add("")
@@ -705,7 +724,9 @@ def report(info, ws, one, help_t, st, args):
         if "cdl" in w and "rs" in w:
             add(f"- {w['name']}: wall of every run (interleaved; the median one is reported above): ClinicaDL "
                 f"{', '.join(fmt_s(x) for x in w['cdl'].get('runs_wall_s', []))}; clinicadl-rs "
-                f"{', '.join(fmt_s(x) for x in w['rs'].get('runs_wall_s', []))}")
+                f"{', '.join(fmt_s(x) for x in w['rs'].get('runs_wall_s', []))}"
+                + (f"; clinicadl-rs --from_nifti {', '.join(fmt_s(x) for x in w['rs_nifti'].get('runs_wall_s', []))}"
+                   if "rs_nifti" in w else ""))
     add(f"- work folder: `{args.work}` (workloads, MAPS, logs of every run, `results.json`)")
     return "\n".join(out) + "\n"
 

@@ -18,7 +18,12 @@ What it writes under OUT:
         <p>_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.pt
             float32 [1, X, Y, Z] with the column-major strides (X, 1, X, X*Y) that
             `clinicadl prepare-data` gives (torch.from_numpy(<Fortran array>).unsqueeze(0));
-            no NIfTI: ClinicaDL and clinicadl-rs fall back to the .pt (spec §6.1)
+    caps/subjects/<p>/ses-M000/t1_linear/
+        <p>_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz
+            (--kind image) the same voxels as a float32 NIfTI-1 image written by nibabel (gzip
+            level 1, nibabel's default), from which the tensor above is exactly what
+            `clinicadl prepare-data image` makes: the source of `clinicadl-rs --from_nifti`;
+            the other kinds have no NIfTI (ClinicaDL and clinicadl-rs then find the .pt itself)
     caps/subjects/<p>/ses-M000/deeplearning_prepare_data/patch_based/t1_linear/
         <p>_ses-M000_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_patchsize-P_stride-S_patch-<q>_T1w.pt
             (--kind patch) contiguous [1, P, P, P] patches cut as prepare-data does (unfold); the
@@ -78,7 +83,7 @@ def parse_args(argv):
 def stamp_of(args):
     d = {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()}
     d.pop("out")
-    d["generator"] = 1  # bump when the generated files change
+    d["generator"] = 2  # bump when the generated files change
     return d
 
 
@@ -143,6 +148,17 @@ def save_image(caps, pid, array):
     path = folder / f"{pid}_{SESSION}_{STEM}_T1w.pt"
     torch.save(t, path)
     return t
+
+
+def save_nifti(caps, pid, array):
+    """The CAPS t1-linear image the tensor comes from (float32, identity affine)."""
+    import nibabel as nib
+
+    folder = caps / "subjects" / pid / SESSION / "t1_linear"
+    folder.mkdir(parents=True, exist_ok=True)
+    image = nib.Nifti1Image(array, np.eye(4))
+    image.set_data_dtype(np.float32)
+    nib.save(image, folder / f"{pid}_{SESSION}_{STEM}_T1w.nii.gz")
 
 
 def cut_patches(image_tensor, p, s):
@@ -305,6 +321,8 @@ def main(argv):
     for i, r in enumerate(test):
         array = make_image(rng, shape, r["diagnosis"])
         t = save_image(caps, r["participant_id"], array)
+        if args.kind == "image":
+            save_nifti(caps, r["participant_id"], array)
         if args.kind == "patch":
             patches = save_patches(caps, r["participant_id"], t, args.patch_size, args.stride)
             n_patches = patches.shape[0]

@@ -586,7 +586,19 @@ impl Dataset {
                     whole.take().context("one image per session")?,
                     source.clone(),
                 ),
-                Some(image) => (self.extraction.cut(image, position)?, source.clone()),
+                Some(image) => (
+                    self.extraction.cut(image, position).with_context(|| {
+                        format!(
+                            "({} | {}): cannot cut {} {} from `{}`",
+                            session.participant_id,
+                            session.session_id,
+                            self.mode.name(),
+                            self.extraction.element_id(position),
+                            source.display()
+                        )
+                    })?,
+                    source.clone(),
+                ),
                 None => {
                     let file = self.extraction.element_file(&session.image_path, position);
                     let (element, digest) = read_element(&file)?;

@@ -508,6 +508,104 @@ mod tests {
         }
     }
 
+    /// A little-endian single-file NIfTI-1 header (`n+1`), its 4 extension bytes, then `data`.
+    fn file(dims: &[i16], datatype: i16, vox_offset: f32, data: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0u8; 352];
+        bytes[0..4].copy_from_slice(&348i32.to_le_bytes());
+        bytes[40..42].copy_from_slice(&(dims.len() as i16).to_le_bytes());
+        for (i, d) in dims.iter().enumerate() {
+            bytes[42 + 2 * i..44 + 2 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        bytes[70..72].copy_from_slice(&datatype.to_le_bytes());
+        bytes[108..112].copy_from_slice(&vox_offset.to_le_bytes());
+        bytes[112..116].copy_from_slice(&1f32.to_le_bytes());
+        bytes[344..348].copy_from_slice(b"n+1\0");
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn refusal(bytes: &[u8], gzip: bool) -> String {
+        format!(
+            "{:#}",
+            image_from_bytes(bytes, gzip, Path::new("x.nii.gz")).unwrap_err()
+        )
+    }
+
+    #[test]
+    fn voxels_are_read_in_their_on_disk_order_as_a_c_order_tensor() {
+        // 2 x 3 x 1 int16: voxel (i, j) at i + 2 j on disk.
+        let raw: Vec<u8> = [0i16, 1, 10, 11, 20, 21]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let bytes = file(&[2, 3, 1], 4, 352.0, &raw);
+        for (input, gz) in [(bytes.clone(), false), (gzip(&bytes), true)] {
+            let image = image_from_bytes(&input, gz, Path::new("x")).unwrap();
+            assert_eq!(image.shape, [1, 2, 3, 1]);
+            // C order over [i, j]: (0,0) (0,1) (0,2) (1,0) …
+            assert_eq!(image.data, [0.0, 10.0, 20.0, 1.0, 11.0, 21.0]);
+        }
+    }
+
+    #[test]
+    fn damaged_and_unsupported_headers_are_refused_in_words() {
+        let float = |n: usize| vec![0u8; 4 * n];
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (file(&[2, 2, 2], 16, 352.0, &float(4)), "it is truncated"),
+            (file(&[2, 2, 2], 32, 352.0, &float(16)), "complex voxels"),
+            (file(&[2, 2, 2], 128, 352.0, &float(8)), "RGB(A) voxels"),
+            (
+                file(&[2, 2, 2], 77, 352.0, &float(8)),
+                "unknown datatype code 77",
+            ),
+            (
+                file(&[2, -2, 2], 16, 352.0, &float(8)),
+                "each must be at least 1",
+            ),
+            (file(&[], 16, 352.0, &float(1)), "dim[0] = 0"),
+            (file(&[2, 2, 2], 16, 100.0, &float(8)), "vox_offset = 100"),
+            (
+                file(&[2, 2, 2], 16, f32::NAN, &float(8)),
+                "vox_offset = NaN",
+            ),
+            (b"short".to_vec(), "fewer than a NIfTI-1 header"),
+        ];
+        for (bytes, needle) in &cases {
+            for (input, gz) in [(bytes.clone(), false), (gzip(bytes), true)] {
+                let message = refusal(&input, gz);
+                assert!(
+                    message.contains(needle) && message.contains("x.nii.gz"),
+                    "{needle}: {message}"
+                );
+            }
+        }
+        let mut two_files = file(&[2, 2, 2], 16, 352.0, &float(8));
+        two_files[344..348].copy_from_slice(b"ni1\0");
+        assert!(refusal(&two_files, false).contains("two-file image"));
+        let mut nifti2 = file(&[2, 2, 2], 16, 352.0, &float(8));
+        nifti2[0..4].copy_from_slice(&540i32.to_le_bytes());
+        assert!(refusal(&nifti2, false).contains("NIfTI-2"));
+        assert!(refusal(b"not gzip at all, but long enough", true).contains("cannot decompress"));
+    }
+
+    /// A header that claims a huge volume in a small file allocates what the file can hold at
+    /// most, not what the header claims.
+    #[test]
+    fn a_hostile_volume_size_does_not_allocate_it() {
+        let bytes = gzip(&file(&[32767, 32767, 32767], 64, 352.0, &[0; 64]));
+        let message = refusal(&bytes, true);
+        assert!(message.contains("it is truncated"), "{message}");
+        let header = parse_header(&file(&[32767, 32767, 32767], 64, 352.0, &[])).unwrap();
+        assert_eq!(header.shape, [1, 32767, 32767, 32767]);
+    }
+
     #[test]
     fn a_valid_slope_with_an_invalid_intercept_is_refused_as_nibabel_refuses_it() {
         let (root, cases) = cases();
