@@ -236,15 +236,19 @@ impl Dataset {
             });
         }
         // Elements are known from the first session with an image (the first session, as in
-        // ClinicaDL, unless it only has pre-extracted elements) when every session was found.
-        let extraction_known = problems.is_empty() && !sessions.is_empty();
+        // ClinicaDL, unless it only has pre-extracted elements); sessions whose files were not
+        // found are reported above, and the files of the others are still checked.
+        let found = |session: &&SessionSample| !session.image_path.as_os_str().is_empty();
+        let first_found = sessions.iter().find(found);
+        let extraction_known = first_found.is_some();
         let mut reference = None;
-        let extraction = match sessions.first() {
-            Some(first) if extraction_known => {
+        let extraction = match first_found {
+            Some(first) => {
                 // Patch and slice counts come from an image's size, and elements cut from
                 // images are cut from images of that size (image mode needs none).
                 if maps.mode != Mode::Image {
-                    reference = first_image_shape(&sessions, options.from_nifti)?;
+                    reference =
+                        first_image_shape(sessions.iter().filter(found), options.from_nifti)?;
                 }
                 let rois = if maps.mode == Mode::Roi {
                     // The first cohort's masks serve every cohort (as in ClinicaDL).
@@ -274,7 +278,7 @@ impl Dataset {
                     )
                 })?
             }
-            _ => Extraction::Image,
+            None => Extraction::Image,
         };
         let selected: Vec<usize> = (0..extraction.count()).collect();
         let transforms = Transforms::new(
@@ -406,6 +410,10 @@ impl Dataset {
         force_nifti: bool,
     ) -> (bool, Vec<String>) {
         let session = &self.sessions[index];
+        if session.image_path.as_os_str().is_empty() {
+            // Not found: already reported.
+            return (false, Vec::new());
+        }
         let at = format!("({} | {})", session.participant_id, session.session_id);
         let files = self.tensor_files(index);
         let tensors_there = files.iter().all(|(_, file)| file.is_file());
@@ -643,7 +651,10 @@ pub struct Sources {
 /// The shape (as a tensor, `[C, X, Y, Z]`) of the first session's image that can be read, from
 /// the source it is read from: its image tensor (unless `--from_nifti`), else its CAPS image.
 /// `None` when no session has one (only pre-extracted elements).
-fn first_image_shape(sessions: &[SessionSample], force_nifti: bool) -> Result<Option<Vec<usize>>> {
+fn first_image_shape<'a>(
+    sessions: impl Iterator<Item = &'a SessionSample>,
+    force_nifti: bool,
+) -> Result<Option<Vec<usize>>> {
     for session in sessions {
         if !force_nifti && session.image_path.is_file() {
             return Ok(Some(

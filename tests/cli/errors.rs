@@ -301,13 +301,18 @@ fn leaking_participants_are_refused() {
 fn missing_tensor_names_session_and_file() {
     expect_failure(
         |d| {
+            // Neither the tensor nor the CAPS image it is made from.
             let dir = d.join("caps/subjects/sub-T003/ses-M000");
             std::fs::remove_dir_all(dir.join("deeplearning_prepare_data")).unwrap();
+            std::fs::remove_dir_all(dir.join("t1_linear")).unwrap();
         },
         None,
         &[],
         1,
-        &["(sub-T003 | ses-M000)", "does not exist"],
+        &[
+            "(sub-T003 | ses-M000): neither a CAPS image matching `*space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz` nor a tensor matching `*space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.pt` under `",
+            "caps/subjects/sub-T003/ses-M000`",
+        ],
     );
 }
 
@@ -594,7 +599,7 @@ fn participants_tsv_problems() {
         with("ghost.tsv"),
         &[],
         1,
-        &["(sub-T001 | ses-M999)", "no file matching"],
+        &["(sub-T001 | ses-M999)", "neither a CAPS image matching"],
     );
     expect_failure(
         |d| {
@@ -897,6 +902,8 @@ fn all_problems_are_reported_at_once() {
             .unwrap();
             std::fs::remove_file(d.join("maps/split-1/best-BA/model.pth.tar")).unwrap();
             std::fs::remove_file(tensor_of(d, "sub-T009", "ses-M000")).unwrap();
+            // Nor the CAPS image to read instead.
+            std::fs::remove_dir_all(d.join("caps/subjects/sub-T009/ses-M000/t1_linear")).unwrap();
             std::fs::copy(
                 repo().join("tests/fixtures/torchfile/caps_image.pt"),
                 tensor_of(d, "sub-T002", "ses-M000"),
@@ -913,8 +920,7 @@ fn all_problems_are_reported_at_once() {
             "split-1/best-BA/model.pth.tar` does not exist",
             "the metric F1_score is not available for split 0",
             "the metric F1_score is not available for split 1",
-            "(sub-T009 | ses-M000): tensor `",
-            "does not exist (run `clinicadl prepare-data image` on this CAPS)",
+            "(sub-T009 | ses-M000): neither a CAPS image matching `",
             "2 problems with the sessions of `",
             "tsv/split/test_baseline.tsv` (CAPS `",
             "(sub-T002 | ses-M000): tensor `",
