@@ -584,18 +584,21 @@ def report(info, ws, one, help_t, st, args):
         "ClinicaDL's Conv5_FC3 in eval mode under `torch.no_grad()`, batches of 8 already in memory "
         "(PyTorch in the ClinicaDL venv, no warm-up), wall and CPU time; its extra memory: how far the "
         "floor process's peak RSS rose above its RSS just before the forward passes (about the memory "
-        "the activations of one batch need). clinicadl-rs forward: the sum of its "
+        "the activations of one batch need). Channels-last: the same passes with the network and the batches "
+        "in channels-last layout (`torch.channels_last_3d`, oneDNN's fastest exact kernels), right after: "
+        "the floor clinicadl-rs's forward is measured against. clinicadl-rs forward: the sum of its "
         "`DEBUG: forward passes` lines (device copies, network, loss, copy back).")
     add("")
-    add("| workload | read floor | forward floor (CPU) | forward floor's extra memory | read + forward floors | clinicadl-rs forward | clinicadl-rs wall | outside forward (share of wall) | ClinicaDL wall |")
-    add("|---|---|---|---|---|---|---|---|---|")
+    add("| workload | read floor | forward floor (CPU) | forward floor, channels-last | forward floor's extra memory | read + forward floors | clinicadl-rs forward | its ratio to the channels-last floor | clinicadl-rs wall | outside forward (share of wall) | ClinicaDL wall |")
+    add("|---|---|---|---|---|---|---|---|---|---|---|")
     for w in ws:
         f, r = w.get("floors", {}), w.get("rs", {})
         fwd, wall = r.get("forward_s"), r.get("wall_s")
         outside = None if fwd is None or wall is None else (wall - fwd, (wall - fwd) / wall)
         add(f"| {w['name']} | {fmt_s(f.get('read_s'))} | {fmt_s(f.get('forward_s'))} ({fmt_s(f.get('forward_cpu_s'))}) | "
-            f"{fmt_mb(f.get('forward_extra_peak_kb'))} | "
-            f"{fmt_s((f.get('read_s') or 0) + (f.get('forward_s') or 0)) if f else 'n/a'} | {fmt_s(fwd)} | {fmt_s(wall)} | "
+            f"{fmt_s(f.get('forward_channels_last_s'))} | {fmt_mb(f.get('forward_extra_peak_kb'))} | "
+            f"{fmt_s((f.get('read_s') or 0) + (f.get('forward_s') or 0)) if f else 'n/a'} | {fmt_s(fwd)} | "
+            f"{fmt_r(ratio(fwd, f.get('forward_channels_last_s')))} | {fmt_s(wall)} | "
             f"{'n/a' if outside is None else f'{fmt_s(outside[0])} ({outside[1] * 100:.0f}%)'} | {fmt_s(w.get('cdl', {}).get('wall_s'))} |")
     add("")
     add("## Start-up and model load (clinicadl-rs)")
@@ -668,6 +671,9 @@ def report(info, ws, one, help_t, st, args):
             f"(median of {len(shares)} runs: {', '.join(f'{x * 100:.0f}%' for x in shares)}) | {verdict(share <= 0.10)} |")
     else:
         add("| image: clinicadl-rs time outside its forward passes <= 10% of its wall | no forward line | n/a |")
+    r = ratio(rs.get("forward_s"), img.get("floors", {}).get("forward_channels_last_s"))
+    add(f"| image: clinicadl-rs forward within 10% of libtorch's fastest layout (channels-last floor) | {fmt_r(r)} | "
+        f"{verdict(None if r is None else r <= 1.1)} |")
     nifti = img.get("rs_nifti")
     if nifti:
         r = ratio(nifti.get("wall_s"), rs.get("wall_s"))

@@ -7,7 +7,7 @@
 
 use tch::{TchError, Tensor};
 
-use super::layers::{BatchNorm, Conv, Dim, Linear, pad_max_pool};
+use super::layers::{BatchNorm, Conv, Dim, Linear, pad_max_pool_nonnegative};
 use super::state_dict::StateDict;
 
 /// Which of the three CNNs.
@@ -113,7 +113,8 @@ impl Cnn {
             }
             h = h.f_relu_()?;
             if self.kind != CnnKind::StrideConv5Fc3 {
-                h = pad_max_pool(&h, self.dim)?;
+                // After the ReLU.
+                h = pad_max_pool_nonnegative(&h, self.dim)?;
             }
         }
         h = h.f_flatten(1, -1)?;

@@ -37,6 +37,59 @@ impl Dim {
     }
 }
 
+/// Whether convolution weights on the CPU are stored channels-last (unless
+/// `CLINICADL_RS_LAYOUT=contiguous`): libtorch then runs oneDNN's channels-last kernels, whose
+/// activations stay channels-last through ReLU, padding and pooling (docs/ARCHITECTURE.md,
+/// "Inference, rows and losses"). Same values up to float32 rounding (another summation order).
+fn channels_last_on_cpu() -> bool {
+    static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        std::env::var("CLINICADL_RS_LAYOUT").map_or(true, |layout| layout != "contiguous")
+    })
+}
+
+/// A convolution weight `[out, in, k…]` in the layout the CPU runs fastest: channels-last
+/// (`[out, k…, in]` in memory, the same logical tensor), unless turned off; as it is on other
+/// devices, or when it cannot be re-laid (a keys-and-shapes check's empty tensors).
+fn cpu_layout(weight: Tensor) -> Tensor {
+    let n = weight.dim() as i64;
+    if weight.device() != tch::Device::Cpu
+        || n < 3
+        || weight.numel() == 0
+        || !channels_last_on_cpu()
+    {
+        return weight;
+    }
+    // The values in `[out, k…, in]` order, then viewed as `[out, in, k…]` with channels-last
+    // strides set explicitly (a permuted view would keep ambiguous strides when `in` is 1, and
+    // libtorch would take the first layer for contiguous).
+    let size = weight.size();
+    let mut to = vec![0];
+    to.extend(2..n);
+    to.push(1);
+    let mut strides = vec![0i64; size.len()];
+    let mut step = 1;
+    strides[1] = 1;
+    step *= size[1];
+    for axis in (2..size.len()).rev() {
+        strides[axis] = step;
+        step *= size[axis];
+    }
+    strides[0] = step;
+    let relaid = || -> Result<Tensor, TchError> {
+        let permuted = weight.f_permute(to.as_slice())?;
+        // A new storage, its first element at offset 0 (the weight may be a view of the
+        // mapped checkpoint, at any offset of its storage).
+        let mut buffer = Tensor::f_empty(
+            permuted.size().as_slice(),
+            (weight.kind(), tch::Device::Cpu),
+        )?;
+        buffer.f_copy_(&permuted)?;
+        buffer.f_as_strided(size.as_slice(), strides.as_slice(), 0)
+    };
+    relaid().unwrap_or(weight)
+}
+
 /// `ConvNd(in, out, k, stride, padding)` with optional bias.
 #[derive(Debug)]
 pub struct Conv {
@@ -63,8 +116,9 @@ impl Conv {
     ) -> Self {
         let mut shape = vec![c_out, c_in];
         shape.extend(std::iter::repeat_n(kernel, dim.axes()));
+        let weight = sd.param(&format!("{prefix}.weight"), &shape);
         Conv {
-            weight: sd.param(&format!("{prefix}.weight"), &shape),
+            weight: cpu_layout(weight),
             bias: bias.then(|| sd.param(&format!("{prefix}.bias"), &[c_out])),
             stride,
             padding,
@@ -90,7 +144,7 @@ impl Conv {
             .f_sub(&double(&bn.running_mean)?)?
             .f_mul(&scale)?
             .f_add(&double(&bn.bias)?)?;
-        self.weight = weight.f_to_kind(tch::Kind::Float)?;
+        self.weight = cpu_layout(weight.f_to_kind(tch::Kind::Float)?);
         self.bias = Some(bias.f_to_kind(tch::Kind::Float)?);
         Ok(())
     }
@@ -289,6 +343,23 @@ pub fn pad_max_pool(x: &Tensor, dim: Dim) -> Result<Tensor, TchError> {
     }
 }
 
+/// [`pad_max_pool`] of a tensor with no negative value (what a ReLU gives), without the padded
+/// copy: max pooling's own padding (minus infinity, on both sides, one voxel on each odd axis)
+/// gives the same windows, and a window that holds a padding voxel also holds a voxel `>= 0`,
+/// the maximum the zero of `PadMaxPool` would give. The padded copy of a full-size image's
+/// first activations costs as much as the pooling itself.
+pub fn pad_max_pool_nonnegative(x: &Tensor, dim: Dim) -> Result<Tensor, TchError> {
+    let size = x.size();
+    let pads: Vec<i64> = size[size.len() - dim.axes()..]
+        .iter()
+        .map(|&n| n % 2)
+        .collect();
+    match dim {
+        Dim::Three => x.f_max_pool3d([2; 3], [2; 3], pads.as_slice(), [1; 3], false),
+        Dim::Two => x.f_max_pool2d([2; 2], [2; 2], pads.as_slice(), [1; 2], false),
+    }
+}
+
 /// The pooling state that `PadMaxPool` hands to the matching `CropMaxUnpool` of an
 /// autoencoder: the argmax indices (flat index in each plane of the padded input) and the
 /// leading padding of each spatial axis, in axis order (D, H, W or H, W).
@@ -357,6 +428,38 @@ mod tests {
         let v: Vec<f32> =
             Vec::<f32>::try_from(pad_max_pool(&neg, Dim::Two).unwrap().flatten(0, -1)).unwrap();
         assert_eq!(v, [0.0, -1.0]);
+    }
+
+    #[test]
+    fn channels_last_weights_hold_the_same_values() {
+        for shape in [
+            vec![4i64, 1, 3, 3, 3],
+            vec![5, 3, 3, 3, 3],
+            vec![6, 2, 3, 3],
+        ] {
+            let storage = Tensor::randn([1000], (tch::Kind::Float, tch::Device::Cpu));
+            let numel: i64 = shape.iter().product();
+            // A view at an offset of its storage, as the weights of a mapped checkpoint are.
+            let weight = storage.narrow(0, 7, numel).view(shape.as_slice());
+            let relaid = cpu_layout(weight.shallow_clone());
+            assert!(relaid.equal(&weight), "{shape:?}");
+            assert_eq!(relaid.stride()[1], 1, "{shape:?}: channels last");
+        }
+    }
+
+    #[test]
+    fn pooling_a_nonnegative_tensor_needs_no_padded_copy() {
+        for (shape, dim) in [
+            (vec![2i64, 3, 5, 4, 7], Dim::Three),
+            (vec![1, 2, 6, 9], Dim::Two),
+            (vec![1, 1, 1, 1, 1], Dim::Three),
+        ] {
+            let x = Tensor::randn(shape.as_slice(), (tch::Kind::Float, tch::Device::Cpu)).relu();
+            let expected = pad_max_pool(&x, dim).unwrap();
+            let y = pad_max_pool_nonnegative(&x, dim).unwrap();
+            assert_eq!(y.size(), expected.size());
+            assert!(y.equal(&expected), "{shape:?}");
+        }
     }
 
     #[test]
