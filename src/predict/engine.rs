@@ -178,8 +178,12 @@ fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
 /// One step of the forward pass: consecutive elements of a batch (all of it, or a micro-batch),
 /// their input on the device and what the network gave.
 struct Step {
+    /// Its elements; their data only when kept (see `input`).
     batch: Batch,
-    input: Tensor,
+    /// The input on the device, kept until the batch is finished only when it is needed again
+    /// (reconstructions are measured against it; the save options write it): a batch of
+    /// full-size images would otherwise hold two copies of each of its images.
+    input: Option<Tensor>,
     forward: Forward,
 }
 
@@ -230,7 +234,8 @@ pub fn run_inference(
     });
     let mut steps: Vec<Step> = Vec::new();
     let mut pending = 0;
-    let notes = for_each_batch(dataset, step_size, options.n_proc, |batch| {
+    let keep_inputs = options.task == Task::Reconstruction || sink.wants_elements();
+    let notes = for_each_batch(dataset, step_size, options.n_proc, |mut batch| {
         let n = batch.elements.len();
         shape[0] = n as i64;
         let started = std::time::Instant::now();
@@ -248,6 +253,12 @@ pub fn run_inference(
         let forward = tch::autocast(options.amp, || network.forward_full(&input))
             .context("the forward pass failed")?;
         totals.forward_time += started.elapsed();
+        let input = if keep_inputs {
+            Some(input)
+        } else {
+            batch.data = Vec::new();
+            None
+        };
         steps.push(Step {
             batch,
             input,
@@ -313,7 +324,7 @@ fn finish_batch(
     };
     // Inputs are needed again only to compare reconstructions with them.
     let input = match options.task {
-        Task::Reconstruction => cat_steps(&steps, |s| Some(&s.input))?,
+        Task::Reconstruction => cat_steps(&steps, |s| s.input.as_ref())?,
         _ => None,
     };
     let batch_losses = tch::autocast(options.amp, || -> Result<Vec<(String, f32)>> {
@@ -367,7 +378,23 @@ fn finish_batch(
     for (i, &(step, j, element)) in elements.iter().enumerate() {
         let session = &dataset.sessions[element.session];
         let out = &values[i * width..(i + 1) * width];
-        let x = &step.batch.data[j * element_len..(j + 1) * element_len];
+        // The element's input, when kept.
+        let x = step
+            .batch
+            .data
+            .get(j * element_len..(j + 1) * element_len)
+            .filter(|_| step.input.is_some());
+        let input_of = || {
+            x.with_context(|| {
+                format!(
+                    "({} | {}): the input of {} {} was not kept",
+                    session.participant_id,
+                    session.session_id,
+                    dataset.mode.name(),
+                    element.element_id
+                )
+            })
+        };
         let values = match options.task {
             Task::Classification => RowValues::Classification {
                 true_label: if let Label::Class(c) = session.label {
@@ -395,18 +422,25 @@ fn finish_batch(
                 predicted_label: f64::from(out[0]),
             },
             Task::Reconstruction => {
-                let (mae, rmse, psnr) = super::measures::reconstruction_mae_rmse_psnr(x, out)
-                    .with_context(|| {
-                        format!(
-                            "({} | {}): {} {}",
-                            session.participant_id,
-                            session.session_id,
-                            dataset.mode.name(),
-                            element.element_id
-                        )
-                    })?;
+                let (mae, rmse, psnr) =
+                    super::measures::reconstruction_mae_rmse_psnr(input_of()?, out).with_context(
+                        || {
+                            format!(
+                                "({} | {}): {} {}",
+                                session.participant_id,
+                                session.session_id,
+                                dataset.mode.name(),
+                                element.element_id
+                            )
+                        },
+                    )?;
                 let similarity = ssim(
-                    &step.input.f_select(0, j as i64)?.f_to_kind(Kind::Float)?,
+                    &step
+                        .input
+                        .as_ref()
+                        .context("a reconstruction without its input")?
+                        .f_select(0, j as i64)?
+                        .f_to_kind(Kind::Float)?,
                     &forward.output.f_select(0, i as i64)?,
                 )?;
                 RowValues::Reconstruction {
@@ -422,7 +456,7 @@ fn finish_batch(
             sink.element(&FinishedElement {
                 session,
                 element_id: element.element_id,
-                input: x,
+                input: input_of()?,
                 output: out,
                 shape: &dataset.element_shape,
                 latent: latents

@@ -62,10 +62,12 @@ pub fn for_each_batch(
     }
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    // Bounded: readers stay at most about two batches ahead of the forward pass.
+    // Bounded: readers stay at most about two batches ahead of the forward pass, counting the
+    // session each reader holds while it waits to hand it over (with whole images forwarded
+    // one at a time, the channel is a rendezvous and `n_proc` images wait, read).
     let capacity = (2 * batch_size)
         .div_ceil(dataset.elements_per_session.max(1))
-        .max(n_proc);
+        .saturating_sub(n_proc);
     let (sender, receiver) = bounded::<Loaded>(capacity);
     std::thread::scope(|scope| -> Result<Notes> {
         for _ in 0..n_proc {

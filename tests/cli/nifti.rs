@@ -236,6 +236,18 @@ fn image_of_t002(case: &Case) -> PathBuf {
     session_dir(case).join(format!("{T1}.nii.gz"))
 }
 
+/// sub-T002's CAPS image becomes a 5 x 4 x 3 one.
+fn replace_image_of_t002_with_a_small_one(case: &Case) {
+    let header = clinicadl_rs::output::nifti::identity_header();
+    clinicadl_rs::output::nifti::write_element(
+        &image_of_t002(case),
+        &[0.5; 60],
+        &[1, 5, 4, 3],
+        &header,
+    )
+    .unwrap();
+}
+
 #[test]
 fn a_session_with_neither_tensor_nor_image_is_named_with_both_patterns() {
     let case = Case::prepare(&repo().join("examples/image_classification"), "test");
@@ -267,14 +279,7 @@ fn from_nifti_refuses_a_session_without_its_image() {
 fn misshaped_and_damaged_images_are_refused_up_front() {
     let case = Case::prepare(&repo().join("examples/image_classification"), "test");
     std::fs::remove_file(tensor_of_t002(&case)).unwrap();
-    let header = clinicadl_rs::output::nifti::identity_header();
-    clinicadl_rs::output::nifti::write_element(
-        &image_of_t002(&case),
-        &[0.5; 60],
-        &[1, 5, 4, 3],
-        &header,
-    )
-    .unwrap();
+    replace_image_of_t002_with_a_small_one(&case);
     // Another session: not a NIfTI file at all.
     let t003 = case.dir.join("caps/subjects/sub-T003/ses-M000");
     std::fs::remove_file(t003.join(
@@ -302,14 +307,7 @@ fn misshaped_and_damaged_images_are_refused_up_front() {
 fn an_image_of_another_shape_is_refused_when_elements_are_cut() {
     let case = Case::prepare(&fixture("slice_rgb_classification"), "test");
     delete_tensors(&case);
-    let header = clinicadl_rs::output::nifti::identity_header();
-    clinicadl_rs::output::nifti::write_element(
-        &image_of_t002(&case),
-        &[0.5; 60],
-        &[1, 5, 4, 3],
-        &header,
-    )
-    .unwrap();
+    replace_image_of_t002_with_a_small_one(&case);
     refused(
         &case,
         &[],
