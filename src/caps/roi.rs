@@ -31,10 +31,15 @@ pub struct RoiMask {
 /// The ROI settings of `maps.json` with their masks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rois {
-    /// Masks in `roi_list` order.
+    /// Masks in `roi_list` order: those predict finds (with `_desc-Crop_`), which cut ROIs on
+    /// the fly and name pre-extracted ones.
     pub masks: Vec<RoiMask>,
     /// Crop to the mask's planes (`uncropped_roi` false).
     pub crop: bool,
+    /// The masks `clinicadl prepare-data` cut pre-extracted ROIs of uncropped images with (it
+    /// takes masks *without* `_desc-Crop_` then), to cut them the same way from a CAPS image;
+    /// `None` when they are [`Rois::masks`]; what is missing when they cannot be found.
+    pub prepare_data_masks: Option<Result<Vec<RoiMask>, String>>,
 }
 
 /// `roi_list` of `preprocessing_dict`.
@@ -178,7 +183,9 @@ fn read_mask(name: &str, path: &Path) -> Result<RoiMask> {
     })
 }
 
-/// Finds and reads the mask of every ROI of `maps.json` in the CAPS `caps`.
+/// Finds and reads the mask of every ROI of `maps.json` in the CAPS `caps`: predict's masks
+/// (with `_desc-Crop_`, whatever the images), and for pre-extracted ROIs of uncropped images
+/// the masks prepare-data cut them with (without `_desc-Crop_`).
 pub fn load_rois(maps: &MapsJson, caps: &Path) -> Result<Rois> {
     let (folder, pattern) = mask_location(maps, caps)?;
     let entries: Vec<String> = std::fs::read_dir(&folder)
@@ -186,29 +193,12 @@ pub fn load_rois(maps: &MapsJson, caps: &Path) -> Result<Rois> {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    let mut masks = Vec::new();
-    for name in roi_list(maps)? {
-        let suffix = format!("_roi-{name}_mask.nii");
-        let mut candidates: Vec<&String> = entries
-            .iter()
-            .filter(|f| {
-                f.contains("_desc-Crop_")
-                    && f.find(&pattern)
-                        .zip(f.rfind(&suffix))
-                        .is_some_and(|(p, s)| p < s)
-                    && f.rfind(&suffix)
-                        .is_some_and(|s| !f[s + suffix.len()..].contains('/'))
-            })
-            .collect();
-        candidates.sort();
-        let Some(file) = candidates.first() else {
-            bail!(
-                "The mask should follow the pattern *{pattern}*_roi-{name}_mask.nii*. and contain '_desc-Crop_' string: none found in `{}`",
-                folder.display()
-            );
-        };
-        masks.push(read_mask(&name, &folder.join(file))?);
-    }
+    let names = roi_list(maps)?;
+    let masks = find_masks(&folder, &entries, &pattern, &names, true)?;
+    let pre = &maps.preprocessing;
+    let prepare_data_masks = (pre.prepare_dl && pre.use_uncropped_image).then(|| {
+        find_masks(&folder, &entries, &pattern, &names, false).map_err(|e| format!("{e:#}"))
+    });
     let uncropped = maps
         .preprocessing
         .raw
@@ -218,14 +208,59 @@ pub fn load_rois(maps: &MapsJson, caps: &Path) -> Result<Rois> {
     Ok(Rois {
         masks,
         crop: !uncropped,
+        prepare_data_masks,
     })
+}
+
+/// The mask of each ROI of `names` in `folder` (whose file names are `entries`): the smallest
+/// name matching `*<pattern>*_roi-<name>_mask.nii*` that contains `_desc-Crop_` (`crop`) or
+/// does not (prepare-data's `find_mask_path` with an uncropped input).
+fn find_masks(
+    folder: &Path,
+    entries: &[String],
+    pattern: &str,
+    names: &[String],
+    crop: bool,
+) -> Result<Vec<RoiMask>> {
+    let mut masks = Vec::new();
+    for name in names {
+        let suffix = format!("_roi-{name}_mask.nii");
+        let mut candidates: Vec<&String> = entries
+            .iter()
+            .filter(|f| {
+                f.contains("_desc-Crop_") == crop
+                    && f.find(pattern)
+                        .zip(f.rfind(&suffix))
+                        .is_some_and(|(p, s)| p < s)
+                    && f.rfind(&suffix)
+                        .is_some_and(|s| !f[s + suffix.len()..].contains('/'))
+            })
+            .collect();
+        candidates.sort();
+        let Some(file) = candidates.first() else {
+            bail!(
+                "The mask should follow the pattern *{pattern}*_roi-{name}_mask.nii*. and {} '_desc-Crop_' string: none found in `{}`",
+                if crop { "contain" } else { "not contain" },
+                folder.display()
+            );
+        };
+        masks.push(read_mask(name, &folder.join(file))?);
+    }
+    Ok(masks)
 }
 
 impl Rois {
     /// Cuts ROI `index` out of an image `[C, X, Y, Z]`: image × mask (computed in float64, cast
     /// back to float32), cropped to the mask's planes unless `uncropped_roi`.
     pub fn cut(&self, image: &Element, index: usize) -> Result<Element> {
-        let mask = self.masks.get(index).context("ROI index out of range")?;
+        let masks = match &self.prepare_data_masks {
+            None => &self.masks,
+            Some(Ok(masks)) => masks,
+            Some(Err(missing)) => bail!(
+                "the pre-extracted ROIs of uncropped images were cut by prepare-data with masks without '_desc-Crop_', which are needed to cut them from the CAPS image: {missing}"
+            ),
+        };
+        let mask = masks.get(index).context("ROI index out of range")?;
         let [c, x, y, z] = match image.shape.as_slice() {
             [c, x, y, z] => [*c, *x, *y, *z],
             other => bail!("the image tensor has shape {other:?}, expected [C, X, Y, Z]"),
@@ -357,6 +392,7 @@ mod tests {
                 "/m/tpl-MNI152NLin2009cSym_desc-Crop_res-1x1x1_roi-boxA_mask.nii.gz",
             )],
             crop: true,
+            prepare_data_masks: None,
         };
         let image = Path::new(
             "/c/s/deeplearning_prepare_data/image_based/t1_linear/sub-00_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.pt",
@@ -404,6 +440,7 @@ mod tests {
         let rois = Rois {
             masks: vec![m],
             crop: true,
+            prepare_data_masks: None,
         };
         let e = rois.cut(&image, 0).unwrap();
         assert_eq!(e.shape, [1, 1, 2, 1]);
@@ -452,6 +489,40 @@ mod tests {
         assert_eq!(m.shape, [x, y, z]);
         assert_eq!(m.keep, [vec![2, 3], vec![1], vec![3, 4]]);
         assert_eq!(m.values[(2 * y + 1) * z + 3], 1.0);
+        assert_eq!(rois.prepare_data_masks, None);
+        // Pre-extracted ROIs of uncropped images: prepare-data cut them with the mask without
+        // `_desc-Crop_` (here of another size), which cuts them from the image; the names still
+        // come from predict's mask.
+        let uncropped_mask = folder.join("tpl-MNI152NLin2009cSym_res-1x1x1_roi-left_mask.nii.gz");
+        let mut bigger = vec![0.0f32; (x + 1) * y * z];
+        bigger[(4 * y + 2) * z + 1] = 1.0; // voxel (4, 2, 1)
+        crate::output::nifti::write_element(&uncropped_mask, &bigger, &[1, x + 1, y, z], &header)
+            .unwrap();
+        let mut pre_extracted = maps.clone();
+        pre_extracted.preprocessing.prepare_dl = true;
+        pre_extracted.preprocessing.use_uncropped_image = true;
+        let rois = load_rois(&pre_extracted, d.path()).unwrap();
+        assert_eq!(rois.masks[0].path, file);
+        let Some(Ok(cut_masks)) = &rois.prepare_data_masks else {
+            panic!("{:?}", rois.prepare_data_masks)
+        };
+        assert_eq!(cut_masks[0].path, uncropped_mask);
+        let image = Element {
+            data: (0..(x + 1) * y * z).map(|v| v as f32).collect(),
+            shape: vec![1, x + 1, y, z],
+        };
+        let cut = rois.cut(&image, 0).unwrap();
+        assert_eq!(
+            (cut.shape, cut.data),
+            (vec![1, 1, 1, 1], vec![((4 * y + 2) * z + 1) as f32])
+        );
+        std::fs::remove_file(&uncropped_mask).unwrap();
+        let rois = load_rois(&pre_extracted, d.path()).unwrap();
+        let message = rois.cut(&image, 0).unwrap_err().to_string();
+        assert!(
+            message.contains("masks without '_desc-Crop_'") && message.contains("not contain"),
+            "{message}"
+        );
         let mut missing = maps.clone();
         missing
             .preprocessing

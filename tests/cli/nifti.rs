@@ -354,3 +354,94 @@ fn a_truncated_image_ends_the_run_with_its_name_and_no_results() {
     assert!(case.maps().join("groups/test/data.tsv").is_file());
     assert!(crate::harness::results_dirs(&case.maps(), "test").is_empty());
 }
+
+/// A NIfTI volume `[X, Y, Z]` read with the nifti crate (C order), padded with zeros (2 voxels
+/// before and 3 after on every axis), written to `to` as float32.
+fn pad_volume(from: &Path, to: &Path) {
+    use nifti::{IntoNdArray, NiftiObject};
+    let volume = nifti::ReaderOptions::new()
+        .read_file(from)
+        .unwrap()
+        .into_volume()
+        .into_ndarray::<f32>()
+        .unwrap();
+    let shape = volume.shape().to_vec();
+    let [x, y, z] = [shape[0], shape[1], shape[2]];
+    let (px, py, pz) = (x + 5, y + 5, z + 5);
+    let mut padded = vec![0.0f32; px * py * pz];
+    for i in 0..x {
+        for j in 0..y {
+            for k in 0..z {
+                padded[((i + 2) * py + j + 2) * pz + k + 2] = volume[[i, j, k]];
+            }
+        }
+    }
+    let header = clinicadl_rs::output::nifti::identity_header();
+    clinicadl_rs::output::nifti::write_element(to, &padded, &[1, px, py, pz], &header).unwrap();
+}
+
+/// Pre-extracted ROIs of uncropped images: prepare-data cut them with the masks *without*
+/// `_desc-Crop_` (predict names them after the masks with it). The ROI case's images and masks
+/// padded with zeros become "uncropped" ones; their ROIs, cropped to the masks' planes, are the
+/// same voxels: cut from the images with prepare-data's masks, they give ClinicaDL's outputs.
+#[test]
+fn pre_extracted_rois_of_uncropped_images_are_cut_with_prepare_datas_masks() {
+    let case = Case::prepare(&fixture("roi_classification"), "test");
+    delete_tensors(&case);
+    let subjects = case.dir.join("caps/subjects");
+    for subject in std::fs::read_dir(&subjects).unwrap().flatten() {
+        for session in std::fs::read_dir(subject.path()).unwrap().flatten() {
+            let Ok(images) = std::fs::read_dir(session.path().join("t1_linear")) else {
+                continue;
+            };
+            for image in images.flatten() {
+                let path = image.path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let uncropped = path.with_file_name(name.replace("_desc-Crop", ""));
+                pad_volume(&path, &uncropped);
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
+    let masks = case.dir.join("caps/masks/tpl-MNI152NLin2009cSym");
+    for mask in std::fs::read_dir(&masks).unwrap().flatten() {
+        let path = mask.path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        // The cropped masks stay: predict names the pre-extracted files after them.
+        pad_volume(&path, &path.with_file_name(name.replace("_desc-Crop", "")));
+    }
+    let json = case.maps().join("maps.json");
+    let text = std::fs::read_to_string(&json).unwrap();
+    assert!(
+        text.contains("\"use_uncropped_image\": false") && text.contains("\"prepare_dl\": true")
+    );
+    std::fs::write(
+        &json,
+        text.replace(
+            "\"use_uncropped_image\": false",
+            "\"use_uncropped_image\": true",
+        )
+        .replace("Sym_desc-Crop_res-1x1x1_T1w", "Sym_res-1x1x1_T1w"),
+    )
+    .unwrap();
+    let out = case.predict(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    crate::compare::results_folder(
+        &case.maps().join("split-0/best-loss/test"),
+        &case.source.join("maps/split-0/best-loss/test"),
+        case.settings(),
+    );
+    // Without prepare-data's masks the run says which are missing.
+    for mask in std::fs::read_dir(&masks).unwrap().flatten() {
+        if !mask.file_name().to_string_lossy().contains("_desc-Crop_") {
+            std::fs::remove_file(mask.path()).unwrap();
+        }
+    }
+    let out = case.predict(&["--overwrite"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("masks without '_desc-Crop_'") && err.contains("_roi-boxA_mask.nii"),
+        "{err}"
+    );
+}
