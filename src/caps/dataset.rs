@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use super::cohorts::CapsMapping;
 use super::elements::Extraction;
 use super::nifti_image;
-use super::paths::{FilePattern, file_pattern, image_files};
+use super::paths::{FilePattern, ImageFinder, file_pattern};
 use super::roi::load_rois;
 use super::transforms::{Element, Notes, Transforms};
 use crate::maps::json::{MapsJson, Mode, Task};
@@ -174,6 +174,7 @@ impl Dataset {
             check_caps_directory(root)?;
         }
         let pattern: FilePattern = file_pattern(&maps.preprocessing)?;
+        let finder = ImageFinder::new(&pattern);
         let p = data.require_column("participant_id", data_path)?;
         let s = data.require_column("session_id", data_path)?;
         let cohort = data.column_index("cohort");
@@ -216,24 +217,46 @@ impl Dataset {
                 ));
                 continue;
             };
-            let (image_path, source_nifti) =
-                match image_files(root, &participant_id, &session_id, &pattern) {
-                    Ok(files) => (files.tensor, files.nifti),
-                    Err(e) => {
-                        problems.push(format!("({participant_id} | {session_id}): {e}"));
-                        (PathBuf::new(), None)
-                    }
-                };
             sessions.push(SessionSample {
                 participant_id,
                 session_id,
                 cohort: session_cohort,
                 label,
-                image_path,
+                // Found below.
+                image_path: PathBuf::new(),
                 caps_root: root.clone(),
-                source_nifti,
+                source_nifti: None,
                 from_nifti: options.from_nifti,
             });
+        }
+        // Each session's files, searched in its folder on a pool of threads (the searches wait
+        // on the file system: a large cohort on a network file system takes a while).
+        let search = |session: &SessionSample| {
+            finder.files(
+                &session.caps_root,
+                &session.participant_id,
+                &session.session_id,
+            )
+        };
+        let found: Vec<Result<super::paths::ImageFiles, String>> =
+            match rayon::ThreadPoolBuilder::new()
+                .num_threads(options.threads.clamp(1, 16))
+                .build()
+            {
+                Ok(pool) => pool.install(|| sessions.par_iter().map(search).collect()),
+                Err(_) => sessions.iter().map(search).collect(),
+            };
+        for (session, files) in sessions.iter_mut().zip(found) {
+            match files {
+                Ok(files) => {
+                    session.image_path = files.tensor;
+                    session.source_nifti = files.nifti;
+                }
+                Err(e) => problems.push(format!(
+                    "({} | {}): {e}",
+                    session.participant_id, session.session_id
+                )),
+            }
         }
         // Elements are known from the first session with an image (the first session, as in
         // ClinicaDL, unless it only has pre-extracted elements); sessions whose files were not

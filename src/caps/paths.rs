@@ -83,15 +83,30 @@ fn component_matcher(pattern: &str) -> Option<globset::GlobMatcher> {
         .map(|glob| glob.compile_matcher())
 }
 
+/// A `/`-separated file pattern, compiled once: the matcher of each path component, or `None`
+/// for a pattern that matches nothing.
+struct Compiled(Option<Vec<globset::GlobMatcher>>);
+
+impl Compiled {
+    fn new(pattern: &str) -> Compiled {
+        Compiled(
+            pattern
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(component_matcher)
+                .collect(),
+        )
+    }
+}
+
 /// Files under `base` (any depth, following links, hidden entries skipped) whose trailing path
 /// components match the `/`-separated `pattern`, sorted.
 pub fn find_files(base: &Path, pattern: &str) -> Vec<PathBuf> {
-    let parts: Option<Vec<globset::GlobMatcher>> = pattern
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(component_matcher)
-        .collect();
-    let Some(parts) = parts else {
+    find_compiled(base, &Compiled::new(pattern))
+}
+
+fn find_compiled(base: &Path, pattern: &Compiled) -> Vec<PathBuf> {
+    let Some(parts) = &pattern.0 else {
         return Vec::new();
     };
     let hidden = |entry: &walkdir::DirEntry| {
@@ -164,6 +179,38 @@ pub struct ImageFiles {
     pub nifti: Option<PathBuf>,
 }
 
+/// Finds sessions' image files by a preprocessing's patterns, compiled once for every session
+/// of a group.
+pub struct ImageFinder<'a> {
+    pattern: &'a FilePattern,
+    image: Compiled,
+    tensor_pattern: String,
+    tensor: Compiled,
+}
+
+impl<'a> ImageFinder<'a> {
+    /// The finder of `pattern`'s images and of their `.pt` tensors.
+    pub fn new(pattern: &'a FilePattern) -> ImageFinder<'a> {
+        let tensor_pattern = pattern.pattern.replace(".nii.gz", ".pt");
+        ImageFinder {
+            pattern,
+            image: Compiled::new(&pattern.pattern),
+            tensor: Compiled::new(&tensor_pattern),
+            tensor_pattern,
+        }
+    }
+
+    /// Where a session's image tensor and CAPS image are, or why neither can be found.
+    pub fn files(
+        &self,
+        caps: &Path,
+        participant: &str,
+        session: &str,
+    ) -> Result<ImageFiles, String> {
+        image_files_with(self, caps, participant, session)
+    }
+}
+
 /// Where a session's image tensor and CAPS image are, or why neither can be found.
 pub fn image_files(
     caps: &Path,
@@ -171,10 +218,20 @@ pub fn image_files(
     session: &str,
     pattern: &FilePattern,
 ) -> Result<ImageFiles, String> {
+    ImageFinder::new(pattern).files(caps, participant, session)
+}
+
+fn image_files_with(
+    finder: &ImageFinder,
+    caps: &Path,
+    participant: &str,
+    session: &str,
+) -> Result<ImageFiles, String> {
+    let pattern = finder.pattern;
     let session_dir = caps.join("subjects").join(participant).join(session);
     // prepare-data's own outputs are not images (a `.nii` image's tensor keeps its name, which
     // makes ClinicaDL see two images and fail).
-    let images: Vec<PathBuf> = find_files(&session_dir, &pattern.pattern)
+    let images: Vec<PathBuf> = find_compiled(&session_dir, &finder.image)
         .into_iter()
         .filter(|file| {
             !file
@@ -202,8 +259,8 @@ pub fn image_files(
             nifti: Some(file.clone()),
         });
     }
-    let pt_pattern = pattern.pattern.replace(".nii.gz", ".pt");
-    match pick(find_files(&session_dir, &pt_pattern)) {
+    let pt_pattern = &finder.tensor_pattern;
+    match pick(find_compiled(&session_dir, &finder.tensor)) {
         Ok(Some(file)) => Ok(ImageFiles {
             tensor: file,
             nifti: None,
