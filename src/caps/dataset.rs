@@ -231,21 +231,14 @@ impl Dataset {
         }
         // Each session's files, searched in its folder on a pool of threads (the searches wait
         // on the file system: a large cohort on a network file system takes a while).
-        let search = |session: &SessionSample| {
+        let found = map_on_pool(options.threads, sessions.len(), |index| {
+            let session = &sessions[index];
             finder.files(
                 &session.caps_root,
                 &session.participant_id,
                 &session.session_id,
             )
-        };
-        let found: Vec<Result<super::paths::ImageFiles, String>> =
-            match rayon::ThreadPoolBuilder::new()
-                .num_threads(options.threads.clamp(1, 16))
-                .build()
-            {
-                Ok(pool) => pool.install(|| sessions.par_iter().map(search).collect()),
-                Err(_) => sessions.iter().map(search).collect(),
-            };
+        });
         for (session, files) in sessions.iter_mut().zip(found) {
             match files {
                 Ok(files) => {
@@ -399,23 +392,15 @@ impl Dataset {
         progress: &dyn CheckProgress,
     ) -> Vec<String> {
         let started = std::time::Instant::now();
-        // Header reads wait on the file system more than on the CPU: a pool of their own.
-        let threads = threads.clamp(1, 16);
         let total = self.sessions.len();
         progress.start(total);
         let this = &*self;
-        let checked = |index: usize| {
+        let outcomes = map_on_pool(threads, total, |index| {
             let outcome = this.check_session(index, reference, force_nifti);
             progress.advance();
             outcome
-        };
-        let outcomes: Vec<(bool, Vec<String>)> =
-            match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-                Ok(pool) => pool.install(|| (0..total).into_par_iter().map(checked).collect()),
-                // No threads to be had: check on this one.
-                Err(_) => (0..total).map(checked).collect(),
-            };
-        progress.finish(total, threads, started.elapsed());
+        });
+        progress.finish(total, pool_threads(threads), started.elapsed());
         let mut problems = Vec::new();
         for (session, (from_nifti, found)) in self.sessions.iter_mut().zip(outcomes) {
             session.from_nifti = from_nifti;
@@ -478,21 +463,11 @@ impl Dataset {
             Ok(header) => header,
             Err(error) => return Some(format!("{at}: {error:#}")),
         };
+        let what = format!("the CAPS image `{}`", image.display());
         if self.mode != Mode::Image {
-            return reference
-                .filter(|reference| header.shape != *reference)
-                .map(|reference| format!(
-                    "{at}: the CAPS image `{}` has shape {:?} (as a tensor) but the first session's image has shape {reference:?} ({}s are cut from every image at the same places)",
-                    image.display(),
-                    header.shape,
-                    self.mode.name()
-                ));
+            return self.off_reference(at, &what, &header.shape, " (as a tensor)", reference);
         }
-        self.misshaped(
-            at,
-            &format!("the CAPS image `{}`", image.display()),
-            &header.shape,
-        )
+        self.misshaped(at, &what, &header.shape)
     }
 
     /// What is wrong with one tensor file (the image tensor, or the element at `position`).
@@ -532,15 +507,27 @@ impl Dataset {
             None => format!("tensor `{}`", file.display()),
         };
         if self.extraction.cuts_images() {
-            return reference
-                .filter(|reference| header.shape != *reference)
-                .map(|reference| format!(
-                    "{at}: {what} has shape {:?} but the first session's image has shape {reference:?} ({}s are cut from every image at the same places)",
-                    header.shape,
-                    self.mode.name()
-                ));
+            return self.off_reference(at, &what, &header.shape, "", reference);
         }
         self.misshaped(at, &what, &header.shape)
+    }
+
+    /// Whether an image of shape `shape` (`note` saying how it is seen) differs from the
+    /// `reference` image that elements are cut from, in words.
+    fn off_reference(
+        &self,
+        at: &str,
+        what: &str,
+        shape: &[usize],
+        note: &str,
+        reference: Option<&[usize]>,
+    ) -> Option<String> {
+        reference
+            .filter(|reference| shape != *reference)
+            .map(|reference| format!(
+                "{at}: {what} has shape {shape:?}{note} but the first session's image has shape {reference:?} ({}s are cut from every image at the same places)",
+                self.mode.name()
+            ))
     }
 
     /// Whether an element of shape `shape` misses the model's input shape after the
@@ -594,7 +581,7 @@ impl Dataset {
         let session = &self.sessions[index];
         let mut read = Vec::new();
         // The whole image, when elements are cut from it (or are it).
-        let (whole, source) = match (&session.source_nifti, session.from_nifti) {
+        let (mut whole, source) = match (&session.source_nifti, session.from_nifti) {
             (Some(image), true) => {
                 let (element, digest) = nifti_image::read_image(image)?;
                 read.push((image.clone(), digest));
@@ -609,7 +596,6 @@ impl Dataset {
         };
         let mut notes = Notes::default();
         let mut elements = Vec::with_capacity(self.selected.len());
-        let mut whole = whole;
         for &position in &self.selected {
             let (mut element, source) = match &mut whole {
                 // The image itself: moved, not copied.
@@ -659,6 +645,24 @@ impl Dataset {
             notes,
             read,
         })
+    }
+}
+
+/// Threads of the pool that searches and checks the sessions' files (given `threads`).
+fn pool_threads(threads: usize) -> usize {
+    threads.clamp(1, 16)
+}
+
+/// `f` of every index below `n`, in order, computed on a pool of [`pool_threads`] threads: the
+/// searches and header reads of the sessions' files wait on the file system more than on the
+/// CPU. On this thread when no pool can be had.
+fn map_on_pool<R: Send>(threads: usize, n: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(pool_threads(threads))
+        .build()
+    {
+        Ok(pool) => pool.install(|| (0..n).into_par_iter().map(&f).collect()),
+        Err(_) => (0..n).map(f).collect(),
     }
 }
 

@@ -145,14 +145,6 @@ impl ImageHeader {
             .try_fold(self.voxel.size(), |bytes, &size| bytes.checked_mul(size))?
             .checked_add(self.data_offset)
     }
-
-    /// The scaling and type in words, for messages (`int16 × 0.5 + 10`).
-    pub fn describe(&self) -> String {
-        match self.scaling {
-            Some((slope, inter)) => format!("{} × {slope} + {inter}", self.voxel.name()),
-            None => self.voxel.name().to_owned(),
-        }
-    }
 }
 
 /// Whether nibabel would decompress the file (by its name, as nibabel decides).
@@ -243,22 +235,33 @@ fn parse_header(bytes: &[u8]) -> Result<ImageHeader, String> {
     })
 }
 
+/// What is wrong with the CAPS image at `path`, as an error naming it.
+fn in_image(path: &Path, why: String) -> anyhow::Error {
+    anyhow::anyhow!("the CAPS image `{}`: {why}", path.display())
+}
+
+/// The header's bytes of a file read from `reader` (decompressing only the first bytes when
+/// `gzip`).
+fn header_bytes(reader: impl Read, gzip: bool) -> std::io::Result<Vec<u8>> {
+    let mut start = Vec::with_capacity(HEADER_BYTES);
+    let limit = HEADER_BYTES as u64;
+    if gzip {
+        flate2::read::MultiGzDecoder::new(reader)
+            .take(limit)
+            .read_to_end(&mut start)?;
+    } else {
+        reader.take(limit).read_to_end(&mut start)?;
+    }
+    Ok(start)
+}
+
 /// Reads the header of a CAPS NIfTI image (decompressing only its first bytes).
 pub fn read_header(path: &Path) -> Result<ImageHeader> {
     let unreadable = || format!("cannot read the CAPS image `{}`", path.display());
     let file = std::fs::File::open(path).with_context(unreadable)?;
-    let mut start = Vec::with_capacity(HEADER_BYTES);
-    let limit = HEADER_BYTES as u64;
-    if is_gzip(path) {
-        flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file))
-            .take(limit)
-            .read_to_end(&mut start)
-    } else {
-        file.take(limit).read_to_end(&mut start)
-    }
-    .with_context(unreadable)?;
-    parse_header(&start)
-        .map_err(|why| anyhow::anyhow!("the CAPS image `{}`: {why}", path.display()))
+    let start =
+        header_bytes(std::io::BufReader::new(file), is_gzip(path)).with_context(unreadable)?;
+    parse_header(&start).map_err(|why| in_image(path, why))
 }
 
 /// Reads a CAPS NIfTI image as prepare-data's tensor `[1, d1, …, dn]` (C order), with the
@@ -273,29 +276,22 @@ pub fn read_image(path: &Path) -> Result<(Element, String)> {
 /// [`read_image`] of a file already in memory (`gzip`: whether it is to be decompressed);
 /// `path` only names it in messages.
 pub fn image_from_bytes(bytes: &[u8], gzip: bool, path: &Path) -> Result<Element> {
-    let fail = |why: String| anyhow::anyhow!("the CAPS image `{}`: {why}", path.display());
-    let inflated;
-    let file: &[u8] = if gzip {
-        // The header first, to know how much to inflate (and allocate) at most.
-        let mut start = Vec::with_capacity(HEADER_BYTES);
-        flate2::bufread::MultiGzDecoder::new(bytes)
-            .take(HEADER_BYTES as u64)
-            .read_to_end(&mut start)
-            .map_err(|e| fail(format!("cannot decompress it ({e})")))?;
-        let header = parse_header(&start).map_err(fail)?;
-        let needed = header
-            .needed_bytes()
-            .ok_or_else(|| fail(format!("its dimensions {:?} are too large", header.shape)))?;
-        inflated = match inflate_whole(bytes, needed) {
-            Some(data) => data,
-            None => inflate_streaming(bytes, needed).map_err(fail)?,
-        };
-        &inflated
-    } else {
-        bytes
+    let fail = |why: String| in_image(path, why);
+    // The header first: with gzip, it says how much to inflate (and allocate) at most.
+    let start =
+        header_bytes(bytes, gzip).map_err(|e| fail(format!("cannot decompress it ({e})")))?;
+    let header = parse_header(&start).map_err(fail)?;
+    if !gzip {
+        return convert(&header, bytes).map_err(fail);
+    }
+    let needed = header
+        .needed_bytes()
+        .ok_or_else(|| fail(format!("its dimensions {:?} are too large", header.shape)))?;
+    let inflated = match inflate_whole(bytes, needed) {
+        Some(data) => data,
+        None => inflate_streaming(bytes, needed).map_err(fail)?,
     };
-    let header = parse_header(file).map_err(fail)?;
-    convert(&header, file).map_err(fail)
+    convert(&header, &inflated).map_err(fail)
 }
 
 /// Inflates a file made of one gzip member at once (libdeflate, on the whole buffer: about twice
@@ -454,7 +450,7 @@ fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::caps::paths::{file_pattern, image_files};
+    use crate::caps::paths::{ImageFinder, file_pattern};
     use serde_json::Value;
     use std::path::PathBuf;
 
@@ -520,13 +516,9 @@ mod tests {
                 let pre = crate::maps::json::preprocessing(dict, Path::new("maps.json"))
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
                 let pattern = file_pattern(&pre).unwrap();
-                let files = image_files(
-                    &caps,
-                    text(case, "participant"),
-                    text(case, "session"),
-                    &pattern,
-                )
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let files = ImageFinder::new(&pattern)
+                    .files(&caps, text(case, "participant"), text(case, "session"))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_eq!(files.nifti, Some(caps.join(text(case, "nifti"))), "{name}");
                 if let Some(tensor) = case["tensor"].as_str() {
                     assert_eq!(files.tensor, caps.join(tensor), "{name}");

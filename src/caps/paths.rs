@@ -207,77 +207,57 @@ impl<'a> ImageFinder<'a> {
         participant: &str,
         session: &str,
     ) -> Result<ImageFiles, String> {
-        image_files_with(self, caps, participant, session)
-    }
-}
-
-/// Where a session's image tensor and CAPS image are, or why neither can be found.
-pub fn image_files(
-    caps: &Path,
-    participant: &str,
-    session: &str,
-    pattern: &FilePattern,
-) -> Result<ImageFiles, String> {
-    ImageFinder::new(pattern).files(caps, participant, session)
-}
-
-fn image_files_with(
-    finder: &ImageFinder,
-    caps: &Path,
-    participant: &str,
-    session: &str,
-) -> Result<ImageFiles, String> {
-    let pattern = finder.pattern;
-    let session_dir = caps.join("subjects").join(participant).join(session);
-    // prepare-data's own outputs are not images (a `.nii` image's tensor keeps its name, which
-    // makes ClinicaDL see two images and fail).
-    let images: Vec<PathBuf> = find_compiled(&session_dir, &finder.image)
-        .into_iter()
-        .filter(|file| {
-            !file
-                .strip_prefix(&session_dir)
-                .is_ok_and(|inside| inside.starts_with("deeplearning_prepare_data"))
-        })
-        .collect();
-    let nifti = pick(images);
-    if let Ok(Some(file)) = &nifti {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        // prepare-data's own renaming: a `.nii` image keeps its name.
-        let tensor_name = match name.strip_suffix(".nii.gz") {
-            Some(stem) => format!("{stem}.pt"),
-            None => name.replace(".nii.gz", ".pt"),
-        };
-        return Ok(ImageFiles {
-            tensor: session_dir
-                .join("deeplearning_prepare_data")
-                .join("image_based")
-                .join(&pattern.folder)
-                .join(tensor_name),
-            nifti: Some(file.clone()),
-        });
-    }
-    let pt_pattern = &finder.tensor_pattern;
-    match pick(find_compiled(&session_dir, &finder.tensor)) {
-        Ok(Some(file)) => Ok(ImageFiles {
-            tensor: file,
-            nifti: None,
-        }),
-        Ok(None) => Err(format!(
-            "neither a CAPS image matching `{}` nor a tensor matching `{pt_pattern}` under `{}`",
-            pattern.pattern,
-            session_dir.display()
-        )),
-        Err(many) => Err(format!(
-            "more than 1 file found under `{}`: {}",
-            session_dir.display(),
-            many.iter()
-                .map(|p| format!("`{}`", p.display()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        let session_dir = caps.join("subjects").join(participant).join(session);
+        // prepare-data's own outputs are not images (a `.nii` image's tensor keeps its name, which
+        // makes ClinicaDL see two images and fail).
+        let images: Vec<PathBuf> = find_compiled(&session_dir, &self.image)
+            .into_iter()
+            .filter(|file| {
+                !file
+                    .strip_prefix(&session_dir)
+                    .is_ok_and(|inside| inside.starts_with("deeplearning_prepare_data"))
+            })
+            .collect();
+        let nifti = pick(images);
+        if let Ok(Some(file)) = &nifti {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // prepare-data's own renaming: a `.nii` image keeps its name.
+            let tensor_name = match name.strip_suffix(".nii.gz") {
+                Some(stem) => format!("{stem}.pt"),
+                None => name.replace(".nii.gz", ".pt"),
+            };
+            return Ok(ImageFiles {
+                tensor: session_dir
+                    .join("deeplearning_prepare_data")
+                    .join("image_based")
+                    .join(&self.pattern.folder)
+                    .join(tensor_name),
+                nifti: Some(file.clone()),
+            });
+        }
+        let pt_pattern = &self.tensor_pattern;
+        match pick(find_compiled(&session_dir, &self.tensor)) {
+            Ok(Some(file)) => Ok(ImageFiles {
+                tensor: file,
+                nifti: None,
+            }),
+            Ok(None) => Err(format!(
+                "neither a CAPS image matching `{}` nor a tensor matching `{pt_pattern}` under `{}`",
+                self.pattern.pattern,
+                session_dir.display()
+            )),
+            Err(many) => Err(format!(
+                "more than 1 file found under `{}`: {}",
+                session_dir.display(),
+                many.iter()
+                    .map(|p| format!("`{}`", p.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
     }
 }
 
@@ -337,7 +317,9 @@ mod tests {
             pattern: "*space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz".into(),
             folder: "t1_linear".into(),
         };
-        let files = image_files(d.path(), "sub-1", "ses-M000", &pat).unwrap();
+        let files = ImageFinder::new(&pat)
+            .files(d.path(), "sub-1", "ses-M000")
+            .unwrap();
         assert_eq!(files.nifti.as_deref(), Some(nii.as_path()));
         let p = files.tensor;
         assert_eq!(
@@ -347,14 +329,17 @@ mod tests {
         // Without the NIfTI file, the tensor itself is found.
         std::fs::remove_file(&nii).unwrap();
         assert!(
-            image_files(d.path(), "sub-1", "ses-M000", &pat)
+            ImageFinder::new(&pat)
+                .files(d.path(), "sub-1", "ses-M000")
                 .unwrap_err()
                 .contains("neither a CAPS image matching")
         );
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, "").unwrap();
         assert_eq!(
-            image_files(d.path(), "sub-1", "ses-M000", &pat).unwrap(),
+            ImageFinder::new(&pat)
+                .files(d.path(), "sub-1", "ses-M000")
+                .unwrap(),
             ImageFiles {
                 tensor: p,
                 nifti: None

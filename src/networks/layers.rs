@@ -68,9 +68,8 @@ fn cpu_layout(weight: Tensor) -> Tensor {
     to.extend(2..n);
     to.push(1);
     let mut strides = vec![0i64; size.len()];
-    let mut step = 1;
     strides[1] = 1;
-    step *= size[1];
+    let mut step = size[1];
     for axis in (2..size.len()).rev() {
         strides[axis] = step;
         step *= size[axis];

@@ -29,6 +29,7 @@ pub fn print_plan<W: Write>(config: &PredictConfig, plan: &Plan, mut w: W) -> Re
     writeln!(w, "data group: {} ({action})", config.group)?;
     for run in &config.runs {
         let dataset = &run.dataset;
+        let sources = dataset.sources();
         writeln!(
             w,
             "split {}: selection metrics {}; {} sessions of {} participants from `{}` ({} read from prepare-data tensors, {} from CAPS NIfTI images); {} {} element(s) per session, {} in all",
@@ -41,8 +42,8 @@ pub fn print_plan<W: Write>(config: &PredictConfig, plan: &Plan, mut w: W) -> Re
                 .map(|(_, p)| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join("`, `"),
-            dataset.sources().tensors,
-            dataset.sources().nifti,
+            sources.tensors,
+            sources.nifti,
             dataset.elements_per_session,
             maps.mode.name(),
             dataset.len()

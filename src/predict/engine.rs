@@ -378,12 +378,8 @@ fn finish_batch(
     for (i, &(step, j, element)) in elements.iter().enumerate() {
         let session = &dataset.sessions[element.session];
         let out = &values[i * width..(i + 1) * width];
-        // The element's input, when kept.
-        let x = step
-            .batch
-            .data
-            .get(j * element_len..(j + 1) * element_len)
-            .filter(|_| step.input.is_some());
+        // The element's input, when kept (its data is emptied otherwise).
+        let x = step.batch.data.get(j * element_len..(j + 1) * element_len);
         let input_of = || {
             x.with_context(|| {
                 format!(
