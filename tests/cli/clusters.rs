@@ -166,18 +166,7 @@ fn shards_of_a_multi_cohort_group_merge_into_one_run() {
         .status()
         .unwrap();
     assert!(status.success());
-    let all = std::fs::read_to_string(d.join("tsv/split/test_baseline.tsv")).unwrap();
-    let header = all.lines().next().unwrap();
-    let pick = |dx: &str| -> String {
-        let rows: Vec<&str> = all
-            .lines()
-            .skip(1)
-            .filter(|l| l.split('\t').nth(2) == Some(dx))
-            .collect();
-        format!("{header}\n{}\n", rows.join("\n"))
-    };
-    std::fs::write(d.join("tsv/ad.tsv"), pick("AD")).unwrap();
-    std::fs::write(d.join("tsv/cn.tsv"), pick("CN")).unwrap();
+    crate::harness::write_diagnosis_tsvs(d);
     std::fs::write(
         d.join("tsv/caps.tsv"),
         "cohort\tpath\nA\t/REFERENCE_CASE/caps\nB\t/REFERENCE_CASE/caps\n",

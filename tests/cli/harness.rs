@@ -29,7 +29,8 @@ pub struct Case {
     pub args: Vec<String>,
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+/// Copies the folder `from` to `to` (made writable; `logs` folders left out).
+pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -179,6 +180,24 @@ pub fn long_case(n: usize, extra: &[&str]) -> (Case, Vec<String>) {
     .to_vec();
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     (case, args)
+}
+
+/// Splits the example's test participants (`tsv/split/test_baseline.tsv` of the case folder
+/// `dir`) by diagnosis into `tsv/ad.tsv` and `tsv/cn.tsv` (MCI rows in neither), the two cohorts
+/// of the multi-cohort tests.
+pub fn write_diagnosis_tsvs(dir: &Path) {
+    let all = std::fs::read_to_string(dir.join("tsv/split/test_baseline.tsv")).unwrap();
+    let header = all.lines().next().unwrap();
+    let pick = |dx: &str| -> String {
+        let rows: Vec<&str> = all
+            .lines()
+            .skip(1)
+            .filter(|l| l.split('\t').nth(2) == Some(dx))
+            .collect();
+        format!("{header}\n{}\n", rows.join("\n"))
+    };
+    std::fs::write(dir.join("tsv/ad.tsv"), pick("AD")).unwrap();
+    std::fs::write(dir.join("tsv/cn.tsv"), pick("CN")).unwrap();
 }
 
 /// Runs the binary with arbitrary arguments in `cwd`.

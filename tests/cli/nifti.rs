@@ -106,13 +106,7 @@ fn multi_cohort_group_mixing_tensors_and_images_matches_the_single_cohort_run() 
     .unwrap();
     // Cohort B: a copy of the CAPS without its tensors.
     let images_only = d.join("caps_images");
-    let status = std::process::Command::new("cp")
-        .args(["-r"])
-        .arg(d.join("caps"))
-        .arg(&images_only)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::harness::copy_tree(&d.join("caps"), &images_only);
     for file in tensors(&case) {
         let copy = images_only.join(file.strip_prefix(d.join("caps")).unwrap());
         std::fs::remove_file(copy).unwrap();

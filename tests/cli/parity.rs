@@ -287,18 +287,7 @@ fn batch_size_changes_loss_not_predictions() {
 fn multi_cohort_group_matches_single_cohort_predictions() {
     let case = Case::prepare(&repo().join("examples/image_classification"), "test");
     let d = &case.dir;
-    let all = std::fs::read_to_string(d.join("tsv/split/test_baseline.tsv")).unwrap();
-    let header = all.lines().next().unwrap();
-    let pick = |dx: &str| -> String {
-        let rows: Vec<&str> = all
-            .lines()
-            .skip(1)
-            .filter(|l| l.split('\t').nth(2) == Some(dx))
-            .collect();
-        format!("{header}\n{}\n", rows.join("\n"))
-    };
-    std::fs::write(d.join("tsv/ad.tsv"), pick("AD")).unwrap();
-    std::fs::write(d.join("tsv/cn.tsv"), pick("CN")).unwrap();
+    crate::harness::write_diagnosis_tsvs(d);
     let caps = d.join("caps");
     std::fs::write(
         d.join("tsv/caps.tsv"),
