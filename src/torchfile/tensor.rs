@@ -280,7 +280,7 @@ impl StoredTensor {
     }
 
     /// Reads every element of the view in C order, decoding each `N`-byte element with `decode`.
-    fn gather<const N: usize, T>(
+    fn gather<const N: usize, T: Copy + Default>(
         &self,
         decode: impl Fn([u8; N]) -> T,
     ) -> Result<Vec<T>, TorchFileError> {
@@ -337,7 +337,7 @@ fn layout(
 /// Reads every element of the view `(shape, strides, offset)` (in elements) of `storage` in C
 /// order, decoding each `N`-byte element with `decode`: torch's strided tensors, and the
 /// column-major volumes of NIfTI files (docs/ARCHITECTURE.md, "CAPS NIfTI images").
-pub(crate) fn gather_view<const N: usize, T>(
+pub(crate) fn gather_view<const N: usize, T: Copy + Default>(
     storage: &[u8],
     shape: &[usize],
     strides: &[usize],
@@ -358,6 +358,9 @@ pub(crate) fn gather_view<const N: usize, T>(
         return Ok(out);
     }
     let (elements, _) = storage.as_chunks::<N>();
+    if let Some(contiguous) = transposed_axis(&layout.dims) {
+        return gather_transposed(elements, layout, contiguous, decode);
+    }
     let mut dims = layout.dims;
     let Some((inner_size, inner_stride)) = dims.pop() else {
         let element = elements.get(layout.offset).ok_or_else(out_of_bounds)?;
@@ -397,6 +400,97 @@ pub(crate) fn gather_view<const N: usize, T>(
             }
             counters[d] = 0;
             base -= stride * size;
+        }
+    }
+}
+
+/// The axis whose elements lie next to each other in the storage when it is not the last one
+/// (C order) and the last one's do not: a transposed view, such as prepare-data's tensors and
+/// NIfTI volumes, whose first spatial axis is contiguous (Fortran order).
+fn transposed_axis(dims: &[(usize, usize)]) -> Option<usize> {
+    let (&(_, inner_stride), outer) = dims.split_last()?;
+    if inner_stride == 1 {
+        return None;
+    }
+    outer.iter().position(|&(_, stride)| stride == 1)
+}
+
+/// Tile edge of [`gather_transposed`]: a tile (4 KB of float32) stays in the L1 cache. Measured
+/// on a full-size image in Fortran order: 8 to 64 all within 20% of each other.
+const TILE: usize = 32;
+
+/// [`gather_view`] of a transposed view (see [`transposed_axis`]): the elements are copied tile
+/// by tile between the contiguous axis and the last one, read into the tile along runs of the
+/// storage and written out along runs of the output. Element by element, every read of a
+/// full-size image in Fortran order lands on another cache line (consecutive values are 140 KB
+/// apart): three times slower (24 ms against 8 ms for one image, on the bench's CPU).
+fn gather_transposed<const N: usize, T: Copy + Default>(
+    elements: &[[u8; N]],
+    layout: Layout,
+    contiguous: usize,
+    decode: impl Fn([u8; N]) -> T,
+) -> Result<Vec<T>, TorchFileError> {
+    let out_of_bounds = || TorchFileError::InvalidView {
+        detail: "element index past the end of the storage".to_string(),
+    };
+    let dims = &layout.dims;
+    let last = dims.len() - 1;
+    // The output's strides (C order).
+    let mut out_strides = vec![1usize; dims.len()];
+    for d in (0..last).rev() {
+        out_strides[d] = out_strides[d + 1] * dims[d + 1].0;
+    }
+    let mut out = vec![T::default(); layout.numel];
+    let (rows, row_step) = (dims[contiguous].0, out_strides[contiguous]);
+    let (columns, column_stride) = dims[last];
+    // The other axes, walked by an odometer.
+    let others: Vec<usize> = (0..last).filter(|&d| d != contiguous).collect();
+    let mut counters = vec![0usize; others.len()];
+    let (mut base, mut out_base) = (layout.offset, 0usize);
+    // One tile, column by column (as read); written out row by row.
+    let mut tile = [[T::default(); TILE]; TILE];
+    loop {
+        for row0 in (0..rows).step_by(TILE) {
+            let tile_rows = TILE.min(rows - row0);
+            for column0 in (0..columns).step_by(TILE) {
+                let tile_columns = TILE.min(columns - column0);
+                for (c, read) in tile.iter_mut().take(tile_columns).enumerate() {
+                    let start = base + (column0 + c) * column_stride + row0;
+                    let run = elements
+                        .get(start..start + tile_rows)
+                        .ok_or_else(out_of_bounds)?;
+                    for (value, element) in read.iter_mut().zip(run) {
+                        *value = decode(*element);
+                    }
+                }
+                for r in 0..tile_rows {
+                    let start = out_base + (row0 + r) * row_step + column0;
+                    let row = out
+                        .get_mut(start..start + tile_columns)
+                        .ok_or_else(out_of_bounds)?;
+                    for (slot, read) in row.iter_mut().zip(&tile) {
+                        *slot = read[r];
+                    }
+                }
+            }
+        }
+        let mut k = others.len();
+        loop {
+            if k == 0 {
+                return Ok(out);
+            }
+            k -= 1;
+            let d = others[k];
+            let (size, stride) = dims[d];
+            counters[k] += 1;
+            base += stride;
+            out_base += out_strides[d];
+            if counters[k] < size {
+                break;
+            }
+            counters[k] = 0;
+            base -= stride * size;
+            out_base -= out_strides[d] * size;
         }
     }
 }
@@ -578,5 +672,63 @@ mod tests {
             f.to_i64_vec().unwrap_err().to_string(),
             "cannot read a float32 tensor as integers"
         );
+    }
+
+    /// Element by element, as [`gather_view`] read every view before the tiled path.
+    fn naive(storage: &[u8], shape: &[usize], strides: &[usize], offset: usize) -> Vec<u32> {
+        let numel: usize = shape.iter().product();
+        (0..numel)
+            .map(|mut flat| {
+                let mut index = offset;
+                for (&size, &stride) in shape.iter().zip(strides).rev() {
+                    index += (flat % size) * stride;
+                    flat /= size;
+                }
+                u32::from_le_bytes(storage[index * 4..index * 4 + 4].try_into().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn transposed_views_read_tile_by_tile_as_element_by_element() {
+        // Fortran order (prepare-data's tensors, NIfTI volumes), other permutations, sizes
+        // around the tile edge, an offset, a stepped axis.
+        let cases: &[(&[usize], &[usize], usize)] = &[
+            (&[1, 69, 40, 33], &[69, 1, 69, 2760], 0),
+            (&[70, 33], &[1, 70], 0),
+            (&[2, 3, 65, 31], &[1, 2 * 65 * 31, 2, 2 * 65], 0),
+            (&[5, 64, 7], &[64 * 7, 1, 64], 3),
+            (&[4, 33, 33], &[1, 4, 4 * 33 * 2], 1),
+            (&[32, 32], &[1, 32], 0),
+            (&[1, 1], &[1, 1], 0),
+        ];
+        for &(shape, strides, offset) in cases {
+            let last: usize = offset
+                + shape
+                    .iter()
+                    .zip(strides)
+                    .map(|(&n, &s)| (n - 1) * s)
+                    .sum::<usize>();
+            let storage: Vec<u8> = (0..=last as u32).flat_map(u32::to_le_bytes).collect();
+            let got = gather_view::<4, u32>(&storage, shape, strides, offset, u32::from_le_bytes)
+                .unwrap();
+            assert_eq!(
+                got,
+                naive(&storage, shape, strides, offset),
+                "{shape:?} {strides:?}"
+            );
+            assert_eq!(
+                transposed_axis(
+                    &layout(shape, strides, offset, storage.len(), 4)
+                        .unwrap()
+                        .dims
+                )
+                .is_some(),
+                shape.len() > 1
+                    && strides[shape.len() - 1] != 1
+                    && shape.iter().product::<usize>() > 1,
+                "{shape:?} {strides:?}"
+            );
+        }
     }
 }
