@@ -7,7 +7,7 @@
 
 use tch::{TchError, Tensor};
 
-use super::layers::{BatchNorm, Conv, Dim, Linear, pad_max_pool_nonnegative};
+use super::layers::{BatchNorm, Conv, Dim, Linear, relu_pad_max_pool};
 use super::state_dict::StateDict;
 
 /// Which of the three CNNs.
@@ -111,11 +111,12 @@ impl Cnn {
             if let Some(norm) = &block.norm {
                 h = norm.forward(&h)?;
             }
-            h = h.f_relu_()?;
-            if self.kind != CnnKind::StrideConv5Fc3 {
-                // After the ReLU.
-                h = pad_max_pool_nonnegative(&h, self.dim)?;
-            }
+            h = if self.kind == CnnKind::StrideConv5Fc3 {
+                h.f_relu_()?
+            } else {
+                // ReLU then PadMaxPool, computed in the cheaper order.
+                relu_pad_max_pool(&h, self.dim)?
+            };
         }
         h = h.f_flatten(1, -1)?;
         let last = self.fc.len() - 1;
