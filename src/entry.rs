@@ -12,13 +12,20 @@ use crate::{error, ui};
 /// The engine's `main`: parses the command line, runs it, and turns the outcome into an exit
 /// code (see [`crate::error`]).
 pub fn main() -> ExitCode {
+    let code = run();
+    crate::supervision::end_now(code);
+    ExitCode::from(code)
+}
+
+/// Parses the command line and runs it; returns the exit code.
+fn run() -> u8 {
     if !crate::supervision::follow_the_front() {
         // The command that started this engine is gone: nobody waits for this run.
-        return ExitCode::from(error::EXIT_FAILURE as u8);
+        return error::EXIT_FAILURE as u8;
     }
     let cli = match crate::cli::parse(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(code) => return ExitCode::from(code as u8),
+        Err(code) => return code as u8,
     };
     ui::set_verbose(cli.verbose);
     if let Some(ms) = ms_since_process_start() {
@@ -40,7 +47,7 @@ pub fn main() -> ExitCode {
         Command::Merge(args) => args.json,
     };
     match result {
-        Ok(()) => ExitCode::from(error::EXIT_SUCCESS as u8),
+        Ok(()) => error::EXIT_SUCCESS as u8,
         Err(e) => {
             let code = error::exit_code(&e);
             let hint = (code == error::EXIT_USAGE).then_some("see `clinicadl-rs predict --help`");
@@ -51,7 +58,7 @@ pub fn main() -> ExitCode {
                     "exit_code": code,
                 }));
             }
-            ExitCode::from(code as u8)
+            code as u8
         }
     }
 }

@@ -101,9 +101,16 @@ fn main() -> ExitCode {
         .prefix(".clinicadl-rs-mapped-")
         .tempfile()
         .ok();
+    let outcome = tempfile::Builder::new()
+        .prefix(".clinicadl-rs-outcome-")
+        .tempfile()
+        .ok();
     command.env(supervision::FRONT_PID, std::process::id().to_string());
     if let Some(mapped) = &mapped {
         command.env(supervision::MAPPED_FILES, mapped.path());
+    }
+    if let Some(outcome) = &outcome {
+        command.env(supervision::OUTCOME, outcome.path());
     }
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -133,6 +140,14 @@ fn main() -> ExitCode {
             }
         }
     };
+    if status.signal() == Some(Signal::SIGKILL as i32)
+        && let Some(code) = outcome
+            .as_ref()
+            .and_then(|o| supervision::recorded_outcome(o.path()))
+    {
+        // The engine ended itself once its work was over (see `supervision`).
+        return ExitCode::from(code);
+    }
     exit_code(status, mapped.as_ref().map(|m| m.path()))
 }
 

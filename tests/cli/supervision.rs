@@ -191,3 +191,29 @@ fn deaths_by_signal_are_explained() {
     }
     assert!(tree_digest(&maps) == before);
 }
+
+/// An engine that records its exit code and then ends itself with SIGKILL (what the real one
+/// does once its work is over, to skip libtorch's static destructors) gives that code, without
+/// any message; the real engine's runs above and in every other test go that way.
+#[test]
+fn an_engine_ending_itself_after_recording_its_outcome_gives_that_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = tmp.path().join("engine.sh");
+    std::fs::write(
+        &engine,
+        "#!/bin/sh\nprintf %s \"$CODE\" > \"$CLINICADL_RS_OUTCOME\"\nkill -KILL $$\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&engine, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let maps = repo().join("examples/image_classification/maps");
+    for code in [0, 1, 2] {
+        let out = Command::new(binary())
+            .args(["predict", maps.to_str().unwrap(), "test", "--no-gpu"])
+            .env("CLINICADL_RS_ENGINE", &engine)
+            .env("CODE", code.to_string())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+        assert_eq!(stderr(&out), "");
+    }
+}
