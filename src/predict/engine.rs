@@ -240,6 +240,10 @@ pub fn run_inference(
         shape[0] = n as i64;
         let started = std::time::Instant::now();
         let input = Tensor::f_from_slice(&batch.data)?.f_reshape(shape.as_slice())?;
+        if !keep_inputs {
+            // The tensor holds a copy: the host data is not needed during the forward pass.
+            batch.data = Vec::new();
+        }
         let input = if options.device == Device::Cpu {
             input
         } else {
@@ -253,12 +257,7 @@ pub fn run_inference(
         let forward = tch::autocast(options.amp, || network.forward_full(&input))
             .context("the forward pass failed")?;
         totals.forward_time += started.elapsed();
-        let input = if keep_inputs {
-            Some(input)
-        } else {
-            batch.data = Vec::new();
-            None
-        };
+        let input = keep_inputs.then_some(input);
         steps.push(Step {
             batch,
             input,

@@ -4,9 +4,8 @@
 //!
 //! With `n_proc = 0` sessions are read on the calling thread.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, anyhow};
 use crossbeam_channel::{Receiver, bounded};
@@ -34,8 +33,6 @@ pub struct Batch {
     pub read: Vec<(PathBuf, String)>,
 }
 
-type Loaded = (usize, Result<LoadedSession>);
-
 /// Iterates over the batches of a dataset, calling `consume` for each one in order. Returns
 /// what the transforms met.
 pub fn for_each_batch(
@@ -51,8 +48,8 @@ pub fn for_each_batch(
         element_len,
         pending: Batch::default(),
     };
-    let mut notes = Notes::default();
     if n_proc == 0 {
+        let mut notes = Notes::default();
         for index in 0..n_sessions {
             let session = dataset.load_session(index)?;
             notes |= session.notes;
@@ -60,70 +57,60 @@ pub fn for_each_batch(
         }
         return assembler.flush(&mut consume).map(|_| notes);
     }
-    let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     // Bounded: readers stay at most about two batches ahead of the forward pass, counting the
     // session each reader holds while it waits to hand it over (with whole images forwarded
-    // one at a time, the channel is a rendezvous and `n_proc` images wait, read).
+    // one at a time, the channels are rendezvous and `n_proc` images wait, read). Reader `r`
+    // reads sessions `r`, `r + n_proc`, … into a channel of its own, and sessions are taken
+    // from the channels in turn: in dataset order, with no session read past the bound. (With
+    // one channel shared by all readers, sessions arriving out of order had to be kept aside
+    // until the one before them came: a reader descheduled on a busy machine let the others
+    // run ahead without limit, hundreds of megabytes of full-size images.)
     let capacity = (2 * batch_size)
         .div_ceil(dataset.elements_per_session.max(1))
         .saturating_sub(n_proc);
-    let (sender, receiver) = bounded::<Loaded>(capacity);
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..n_proc)
+        .map(|_| bounded::<Result<LoadedSession>>(capacity.div_ceil(n_proc)))
+        .unzip();
     std::thread::scope(|scope| -> Result<Notes> {
-        for _ in 0..n_proc {
-            let sender = sender.clone();
-            let (next, stop) = (&next, &stop);
+        for (reader, sender) in senders.into_iter().enumerate() {
+            let stop = &stop;
             scope.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    if index >= n_sessions {
-                        break;
-                    }
-                    if sender.send((index, dataset.load_session(index))).is_err() {
+                for index in (reader..n_sessions).step_by(n_proc) {
+                    if stop.load(Ordering::Relaxed)
+                        || sender.send(dataset.load_session(index)).is_err()
+                    {
                         break;
                     }
                 }
             });
         }
-        drop(sender);
-        let result = consume_in_order(
-            &receiver,
-            n_sessions,
-            &mut assembler,
-            &mut consume,
-            &mut notes,
-        );
+        let result = consume_in_order(&receivers, n_sessions, &mut assembler, &mut consume);
         stop.store(true, Ordering::Relaxed);
-        // Drain so that blocked readers can finish.
-        for _ in receiver.iter() {}
-        result.map(|_| notes)
+        // Readers blocked on a full channel see it closed and finish.
+        drop(receivers);
+        result
     })
 }
 
+/// Takes the sessions from the readers' channels in dataset order (session `i` from channel
+/// `i mod n`): a session that cannot be read stops the run after every session before it.
 fn consume_in_order(
-    receiver: &Receiver<Loaded>,
+    receivers: &[Receiver<Result<LoadedSession>>],
     n_sessions: usize,
     assembler: &mut Assembler,
     consume: &mut impl FnMut(Batch) -> Result<()>,
-    notes: &mut Notes,
-) -> Result<()> {
-    // Sessions (and their errors) are taken in dataset order, whatever order the readers
-    // finish in: a session that cannot be read stops the run after every session before it.
-    let mut waiting: BTreeMap<usize, Result<LoadedSession>> = BTreeMap::new();
-    let mut expected = 0;
-    while expected < n_sessions {
-        let (index, loaded) = receiver
+) -> Result<Notes> {
+    let mut notes = Notes::default();
+    for (index, receiver) in (0..n_sessions).zip(receivers.iter().cycle()) {
+        let session = receiver
             .recv()
-            .map_err(|_| anyhow!("a reader thread stopped unexpectedly"))?;
-        waiting.insert(index, loaded);
-        while let Some(loaded) = waiting.remove(&expected) {
-            let session = loaded?;
-            *notes |= session.notes;
-            assembler.push(expected, session.elements, session.read, consume)?;
-            expected += 1;
-        }
+            .map_err(|_| anyhow!("a reader thread stopped unexpectedly"))??;
+        notes |= session.notes;
+        assembler.push(index, session.elements, session.read, consume)?;
     }
-    assembler.flush(consume)
+    assembler.flush(consume)?;
+    Ok(notes)
 }
 
 struct Assembler {
@@ -143,12 +130,17 @@ impl Assembler {
         // The files of a session go with the batch where it starts.
         self.pending.read.extend(read);
         for (element_id, element) in elements {
-            if self.pending.data.is_empty() {
-                self.pending
-                    .data
-                    .reserve_exact(self.batch_size * self.element_len);
+            if self.pending.data.is_empty() && self.batch_size == 1 {
+                // A batch of one element (whole images on the CPU) is the element: moved.
+                self.pending.data = element.data;
+            } else {
+                if self.pending.data.is_empty() {
+                    self.pending
+                        .data
+                        .reserve_exact(self.batch_size * self.element_len);
+                }
+                self.pending.data.extend_from_slice(&element.data);
             }
-            self.pending.data.extend_from_slice(&element.data);
             self.pending.elements.push(ElementRef {
                 session,
                 element_id,
