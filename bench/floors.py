@@ -20,9 +20,12 @@
   reuse.
 
 Then the same forward passes in channels-last layout (weights and batches; oneDNN's fastest
-exact kernels): forward_channels_last_s, the floor of clinicadl-rs's forward.
+exact kernels): forward_channels_last_s; and channels-last one element at a time (how clinicadl-rs
+runs whole 3D images on the CPU): forward_channels_last_single_s. The faster of the two is the
+floor of clinicadl-rs's forward: forward_fastest_s, forward_fastest_how.
 
-Writes a JSON object: n, read_s, forward_s, forward_cpu_s, forward_channels_last_s, forward_extra_peak_kb,
+Writes a JSON object: n, read_s, forward_s, forward_cpu_s, forward_channels_last_s,
+forward_channels_last_single_s, forward_fastest_s, forward_fastest_how, forward_extra_peak_kb,
 checkpoint_load_s, network_build_s, fresh_memory_s, fresh_memory_bytes, threads, torch.
 """
 import argparse
@@ -97,12 +100,28 @@ def main(argv):
         for batch in batches:
             net(batch.contiguous(memory_format=layout))
         forward_cl_s = time.perf_counter() - started
+        # The same, one element at a time (as clinicadl-rs runs whole 3D images on the CPU):
+        # smaller activations, but libtorch then sends small convolutions of a single element
+        # to its slower unfold path.
+        started = time.perf_counter()
+        for batch in batches:
+            for element in batch.split(1):
+                net(element.contiguous(memory_format=layout))
+        forward_cl_single_s = time.perf_counter() - started
+    fastest = min(
+        [("channels-last, batches of %d" % args.batch_size, forward_cl_s),
+         ("channels-last, one element at a time", forward_cl_single_s)],
+        key=lambda x: x[1],
+    )
     result = {
         "n": len(files),
         "read_s": read_s,
         "forward_s": forward_s,
         "forward_cpu_s": forward_cpu_s,
         "forward_channels_last_s": forward_cl_s,
+        "forward_channels_last_single_s": forward_cl_single_s,
+        "forward_fastest_s": fastest[1],
+        "forward_fastest_how": fastest[0],
         "forward_extra_peak_kb": max(0, peak - rss_before) if peak > rss_before else None,
         "checkpoint_load_s": load_s,
         "network_build_s": build_s,
