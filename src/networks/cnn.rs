@@ -115,7 +115,7 @@ impl Cnn {
                 h.f_relu_()?
             } else {
                 // ReLU then PadMaxPool, computed in the cheaper order.
-                relu_pad_max_pool(&h, self.dim)?
+                relu_pad_max_pool(h, self.dim)?
             };
         }
         h = h.f_flatten(1, -1)?;
