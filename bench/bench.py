@@ -346,6 +346,9 @@ def run_workload(w, args, py):
                            maps / "split-0" / "best-loss" / "model.pth.tar", "--input-size", *input_size,
                            "--batch-size", "8", "--out", floors_out])),
             check=True, stdout=f, stderr=subprocess.STDOUT,
+            # glibc keeps freed memory, as clinicadl-rs has it do: large activations are not
+            # faulted in again at every layer (the floor's fastest conditions).
+            env={**os.environ, "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**64 - 1)},
         )
     w["floors"] = json.loads(floors_out.read_text())
 
@@ -355,8 +358,12 @@ def run_workload(w, args, py):
     # the median wall time of each tool is reported, its log kept as clinicadl[-rs].log.
     # The image workload is also predicted from its NIfTI images (`--from_nifti`, "rs_nifti"),
     # interleaved with the same run from tensors: their ratio is the cost of reading NIfTI.
-    tools = ("cdl", "rs", "rs_nifti") if w["kind"] == "image" else ("cdl", "rs")
-    names = {"cdl": "clinicadl", "rs": "clinicadl-rs", "rs_nifti": "clinicadl-rs-from-nifti"}
+    # clinicadl-rs also runs with `-np 0` ("rs_np0": sessions read on the main thread, between
+    # forward passes): its forward passes then have the cores to themselves, as the floors' do,
+    # while with `-np 2` the reader threads take their share of the same cores.
+    tools = ("cdl", "rs", "rs_np0", "rs_nifti") if w["kind"] == "image" else ("cdl", "rs", "rs_np0")
+    names = {"cdl": "clinicadl", "rs": "clinicadl-rs", "rs_np0": "clinicadl-rs-np0",
+             "rs_nifti": "clinicadl-rs-from-nifti"}
     runs = {tool: [] for tool in tools}
     for i in range(args.repeats):
         for tool in tools:
@@ -369,7 +376,8 @@ def run_workload(w, args, py):
             cmd = ([args.clinicadl_venv / "bin" / "clinicadl", "predict"] if tool == "cdl"
                    else [args.bin, "-v", "predict"])
             extra = ["--from_nifti"] if tool == "rs_nifti" else []
-            r = measure([*cmd, maps, group, *common, *extra], folder, log_path)
+            options = common[:-1] + ["0"] if tool == "rs_np0" else common
+            r = measure([*cmd, maps, group, *options, *extra], folder, log_path)
             if tool != "cdl":
                 r["forward_s"], r["forward_elements"] = forward_seconds(log_path)
             log(f"{w['name']}: {name} predict: {r['wall_s']:.1f} s, exit {r['rc']}")
@@ -378,6 +386,7 @@ def run_workload(w, args, py):
         ordered = sorted(runs[tool], key=lambda r: r["wall_s"])
         median = ordered[(len(ordered) - 1) // 2]
         median["runs_wall_s"] = [r["wall_s"] for r in runs[tool]]
+        median["runs_forward_s"] = [r.get("forward_s") for r in runs[tool]]
         shutil.copyfile(median["log"], log_dir / f"{names[tool]}.log")
         w[tool] = median
     shares = [(r["wall_s"] - r["forward_s"]) / r["wall_s"] for r in runs["rs"]
@@ -587,21 +596,27 @@ def report(info, ws, one, help_t, st, args):
         "the activations of one batch need). Channels-last: the same passes with the network and the batches "
         "in channels-last layout (`torch.channels_last_3d`, oneDNN's fastest exact kernels), right after, "
         "in batches of 8 and one element at a time (as clinicadl-rs runs whole 3D images on the CPU): the "
-        "faster of the two is the fastest floor, the one clinicadl-rs's forward is measured against. "
-        "clinicadl-rs forward: the sum of its `DEBUG: forward passes` lines (device copies, network, loss, "
-        "copy back).")
+        "faster of the two is the fastest floor, the one clinicadl-rs's forward is measured against. The "
+        "floors' process keeps freed memory (`MALLOC_MMAP_MAX_=0`, `MALLOC_TRIM_THRESHOLD_` raised), as "
+        "clinicadl-rs's engine does. clinicadl-rs forward: the sum of its `DEBUG: forward passes` lines "
+        "(device copies, network, loss, copy back), in the reported `-np 2` run, and in the run with the "
+        "median wall time of the same runs with `-np 0` (sessions read on the main thread between forward passes: the "
+        "forward passes have the cores to themselves, as the floors' do; with `-np 2` the reader "
+        "threads take their share of the same cores).")
     add("")
-    add("| workload | read floor | forward floor (CPU) | channels-last, batches of 8 | channels-last, one at a time | forward floor's extra memory | read + forward floors | clinicadl-rs forward | its ratio to the fastest floor | clinicadl-rs wall | outside forward (share of wall) | ClinicaDL wall |")
-    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    add("| workload | read floor | forward floor (CPU) | channels-last, batches of 8 | channels-last, one at a time | forward floor's extra memory | read + forward floors | clinicadl-rs forward | its ratio to the fastest floor | clinicadl-rs forward, `-np 0` | its ratio | clinicadl-rs wall | outside forward (share of wall) | ClinicaDL wall |")
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for w in ws:
         f, r = w.get("floors", {}), w.get("rs", {})
         fwd, wall = r.get("forward_s"), r.get("wall_s")
+        alone = w.get("rs_np0", {}).get("forward_s")
         outside = None if fwd is None or wall is None else (wall - fwd, (wall - fwd) / wall)
         add(f"| {w['name']} | {fmt_s(f.get('read_s'))} | {fmt_s(f.get('forward_s'))} ({fmt_s(f.get('forward_cpu_s'))}) | "
             f"{fmt_s(f.get('forward_channels_last_s'))} | {fmt_s(f.get('forward_channels_last_single_s'))} | "
             f"{fmt_mb(f.get('forward_extra_peak_kb'))} | "
             f"{fmt_s((f.get('read_s') or 0) + (f.get('forward_s') or 0)) if f else 'n/a'} | {fmt_s(fwd)} | "
-            f"{fmt_r(ratio(fwd, f.get('forward_fastest_s')))} | {fmt_s(wall)} | "
+            f"{fmt_r(ratio(fwd, f.get('forward_fastest_s')))} | {fmt_s(alone)} | "
+            f"{fmt_r(ratio(alone, f.get('forward_fastest_s')))} | {fmt_s(wall)} | "
             f"{'n/a' if outside is None else f'{fmt_s(outside[0])} ({outside[1] * 100:.0f}%)'} | {fmt_s(w.get('cdl', {}).get('wall_s'))} |")
     add("")
     add("## Start-up and model load (clinicadl-rs)")
@@ -672,10 +687,12 @@ def report(info, ws, one, help_t, st, args):
         add(f"| {name}: wall <= {bound}x ClinicaDL's | {fmt_r(r)} | {verdict(None if r is None else r <= bound)} |")
     for w in ws:
         f = w.get("floors", {})
-        r = ratio(w.get("rs", {}).get("forward_s"), f.get("forward_fastest_s"))
+        r = ratio(w.get("rs_np0", {}).get("forward_s"), f.get("forward_fastest_s"))
+        shared = ratio(w.get("rs", {}).get("forward_s"), f.get("forward_fastest_s"))
         add(f"| {w['name']}: clinicadl-rs forward within 10% of libtorch's fastest floor "
-            f"({f.get('forward_fastest_how', 'n/a')}, {fmt_s(f.get('forward_fastest_s'))}) | {fmt_r(r)} | "
-            f"{verdict(None if r is None else r <= 1.1)} |")
+            f"({f.get('forward_fastest_how', 'n/a')}, {fmt_s(f.get('forward_fastest_s'))}), the cores to itself "
+            f"as the floor has them (`-np 0`) | {fmt_r(r)} (with `-np 2`, reader threads on the same cores: "
+            f"{fmt_r(shared)}) | {verdict(None if r is None else r <= 1.1)} |")
     rs = img.get("rs", {})
     if rs.get("outside_shares"):
         shares = rs["outside_shares"]
@@ -719,12 +736,12 @@ def report(info, ws, one, help_t, st, args):
     add("")
     problems = [(w["name"], lvl, v["problems"]) for w in ws for lvl, v in w.get("compare", {}).items() if v["problems"]]
     problems += [(w["name"], lvl + " metrics", v["problems"]) for w in ws for lvl, v in w.get("metrics", {}).items() if v["problems"]]
-    failures = [(w["name"], tool, w[tool]) for w in ws for tool in ("cdl", "rs", "rs_nifti") if w.get(tool, {}).get("rc")]
+    failures = [(w["name"], tool, w[tool]) for w in ws for tool in ("cdl", "rs", "rs_np0", "rs_nifti") if w.get(tool, {}).get("rc")]
     if problems or failures:
         add("## Problems")
         add("")
         for name, tool, m in failures:
-            add(f"- {name}: {'ClinicaDL' if tool == 'cdl' else 'clinicadl-rs'}{' --from_nifti' if tool == 'rs_nifti' else ''} exited with {m['rc']} (log `{m['log']}`)")
+            add(f"- {name}: {'ClinicaDL' if tool == 'cdl' else 'clinicadl-rs'}{' --from_nifti' if tool == 'rs_nifti' else ''}{' -np 0' if tool == 'rs_np0' else ''} exited with {m['rc']} (log `{m['log']}`)")
         for name, lvl, ps in problems:
             add(f"- {name} {lvl}-level differences (first ones): " + "; ".join(ps))
         add("")
@@ -739,7 +756,10 @@ def report(info, ws, one, help_t, st, args):
                 f"{', '.join(fmt_s(x) for x in w['cdl'].get('runs_wall_s', []))}; clinicadl-rs "
                 f"{', '.join(fmt_s(x) for x in w['rs'].get('runs_wall_s', []))}"
                 + (f"; clinicadl-rs --from_nifti {', '.join(fmt_s(x) for x in w['rs_nifti'].get('runs_wall_s', []))}"
-                   if "rs_nifti" in w else ""))
+                   if "rs_nifti" in w else "")
+                + (f"; clinicadl-rs -np 0 {', '.join(fmt_s(x) for x in w['rs_np0'].get('runs_wall_s', []))} "
+                   f"(forward passes {', '.join(fmt_s(x) for x in w['rs_np0'].get('runs_forward_s', []))})"
+                   if "rs_np0" in w else ""))
     add(f"- work folder: `{args.work}` (workloads, MAPS, logs of every run, `results.json`)")
     return "\n".join(out) + "\n"
 
