@@ -54,13 +54,10 @@ fn a_deleted_current_folder_is_a_clear_error() {
 #[test]
 fn the_engine_gets_the_tuned_environment_unless_the_user_set_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let engine = tmp.path().join("engine.sh");
-    std::fs::write(
-        &engine,
-        "#!/bin/sh\necho \"omp=$OMP_WAIT_POLICY mmap=$MALLOC_MMAP_MAX_\" >&2\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&engine, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let engine = crate::harness::stand_in_engine(
+        tmp.path(),
+        "echo \"omp=$OMP_WAIT_POLICY mmap=$MALLOC_MMAP_MAX_\" >&2\n",
+    );
     let run = |vars: &[(&str, &str)]| {
         let mut command = std::process::Command::new(crate::harness::binary());
         command

@@ -238,3 +238,12 @@ pub fn tree_digest(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// An executable shell script `engine.sh` in `dir` with `body` after its `#!/bin/sh` line: a
+/// stand-in engine for the command (`CLINICADL_RS_ENGINE`).
+pub fn stand_in_engine(dir: &Path, body: &str) -> PathBuf {
+    let engine = dir.join("engine.sh");
+    std::fs::write(&engine, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&engine, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    engine
+}

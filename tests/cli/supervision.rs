@@ -158,13 +158,10 @@ fn the_engine_does_not_outlive_its_command() {
 #[test]
 fn deaths_by_signal_are_explained() {
     let tmp = tempfile::tempdir().unwrap();
-    let engine = tmp.path().join("engine.sh");
-    std::fs::write(
-        &engine,
-        "#!/bin/sh\necho /maps/split-0/best-loss/model.pth.tar >> \"$CLINICADL_RS_MAPPED_FILES\"\nkill -\"$SIGNAL\" $$\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&engine, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let engine = crate::harness::stand_in_engine(
+        tmp.path(),
+        "echo /maps/split-0/best-loss/model.pth.tar >> \"$CLINICADL_RS_MAPPED_FILES\"\nkill -\"$SIGNAL\" $$\n",
+    );
     let maps = repo().join("examples/image_classification/maps");
     let before = tree_digest(&maps);
     for (signal, code, needle) in [
@@ -198,13 +195,10 @@ fn deaths_by_signal_are_explained() {
 #[test]
 fn an_engine_ending_itself_after_recording_its_outcome_gives_that_code() {
     let tmp = tempfile::tempdir().unwrap();
-    let engine = tmp.path().join("engine.sh");
-    std::fs::write(
-        &engine,
-        "#!/bin/sh\nprintf %s \"$CODE\" > \"$CLINICADL_RS_OUTCOME\"\nkill -KILL $$\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&engine, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let engine = crate::harness::stand_in_engine(
+        tmp.path(),
+        "printf %s \"$CODE\" > \"$CLINICADL_RS_OUTCOME\"\nkill -KILL $$\n",
+    );
     let maps = repo().join("examples/image_classification/maps");
     for code in [0, 1, 2] {
         let out = Command::new(binary())
