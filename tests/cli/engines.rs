@@ -49,14 +49,14 @@ fn a_deleted_current_folder_is_a_clear_error() {
 }
 
 /// The engine starts with OpenMP threads that sleep between parallel regions (spinning ones made
-/// small networks many times slower beside the reader threads) and glibc keeping freed memory,
-/// unless the user set these variables.
+/// small networks many times slower beside the reader threads) and glibc keeping freed memory in
+/// one heap for every thread, unless the user set these variables.
 #[test]
 fn the_engine_gets_the_tuned_environment_unless_the_user_set_it() {
     let tmp = tempfile::tempdir().unwrap();
     let engine = crate::harness::stand_in_engine(
         tmp.path(),
-        "echo \"omp=$OMP_WAIT_POLICY mmap=$MALLOC_MMAP_MAX_\" >&2\n",
+        "echo \"omp=$OMP_WAIT_POLICY mmap=$MALLOC_MMAP_MAX_ arenas=$MALLOC_ARENA_MAX\" >&2\n",
     );
     let run = |vars: &[(&str, &str)]| {
         let mut command = std::process::Command::new(crate::harness::binary());
@@ -65,19 +65,24 @@ fn the_engine_gets_the_tuned_environment_unless_the_user_set_it() {
             .env("CLINICADL_RS_ENGINE", &engine)
             .env_remove("OMP_WAIT_POLICY")
             .env_remove("MALLOC_MMAP_MAX_")
-            .env_remove("MALLOC_TRIM_THRESHOLD_");
+            .env_remove("MALLOC_TRIM_THRESHOLD_")
+            .env_remove("MALLOC_ARENA_MAX");
         for (k, v) in vars {
             command.env(k, v);
         }
         stderr(&command.output().unwrap())
     };
-    assert_eq!(run(&[]).trim(), "omp=PASSIVE mmap=0");
+    assert_eq!(run(&[]).trim(), "omp=PASSIVE mmap=0 arenas=1");
     assert_eq!(
         run(&[("OMP_WAIT_POLICY", "ACTIVE")]).trim(),
-        "omp=ACTIVE mmap=0"
+        "omp=ACTIVE mmap=0 arenas=1"
+    );
+    assert_eq!(
+        run(&[("MALLOC_ARENA_MAX", "4")]).trim(),
+        "omp=PASSIVE mmap=0 arenas=4"
     );
     assert_eq!(
         run(&[("CLINICADL_RS_MALLOC", "default")]).trim(),
-        "omp=PASSIVE mmap="
+        "omp=PASSIVE mmap= arenas="
     );
 }
