@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     if tuned && std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // One heap for every thread: what a thread frees can serve any other, where per-thread
         // heaps each keep their own high-water mark (the peak memory of 40 full-size images
-        // varied from 0.87 to 1.12 GB between runs with them, 0.80 to 0.85 GB without).
+        // varied from 0.87 to 1.12 GB between runs with them, 0.80 to 0.90 GB without).
         command.env("MALLOC_ARENA_MAX", "1");
     }
     // libtorch's OpenMP threads spin between parallel regions by default; beside the reader
