@@ -103,14 +103,10 @@ fn main() -> ExitCode {
         }
     };
     // The engine lists the files it maps here (absent: they are not named on SIGBUS).
-    let mapped = tempfile::Builder::new()
-        .prefix(".clinicadl-rs-mapped-")
-        .tempfile()
-        .ok();
-    let outcome = tempfile::Builder::new()
-        .prefix(".clinicadl-rs-outcome-")
-        .tempfile()
-        .ok();
+    // The files the engine reports through (see `supervision`); a run goes on without them.
+    let supervision_file = |prefix| tempfile::Builder::new().prefix(prefix).tempfile().ok();
+    let mapped = supervision_file(".clinicadl-rs-mapped-");
+    let outcome = supervision_file(".clinicadl-rs-outcome-");
     command.env(supervision::FRONT_PID, std::process::id().to_string());
     if let Some(mapped) = &mapped {
         command.env(supervision::MAPPED_FILES, mapped.path());

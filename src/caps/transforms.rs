@@ -47,7 +47,7 @@ impl Transforms {
         let mut range = extremes(&element.data);
         let nan_removed = range.nan;
         if nan_removed {
-            remove_nan(&mut element.data);
+            replace_nan(&mut element.data);
             range = extremes(&element.data);
         }
         let constant = self.normalize && !min_max_with(&mut element.data, range.min, range.max);
@@ -128,6 +128,12 @@ pub fn remove_nan(data: &mut [f32]) -> bool {
     if !extremes(data).nan {
         return false;
     }
+    replace_nan(data);
+    true
+}
+
+/// The replacements of [`remove_nan`], made unconditionally (the caller found a NaN).
+fn replace_nan(data: &mut [f32]) {
     for v in data.iter_mut() {
         if v.is_nan() {
             *v = 0.0;
@@ -137,7 +143,6 @@ pub fn remove_nan(data: &mut [f32]) -> bool {
             *v = f32::MIN;
         }
     }
-    true
 }
 
 /// `(x − min) / (max − min)` in float32, subtraction then division (ClinicaDL:

@@ -346,9 +346,6 @@ pub(crate) fn gather_view<const N: usize, T: Copy + Default>(
 ) -> Result<Vec<T>, TorchFileError> {
     let layout = layout(shape, strides, offset, storage.len(), N)
         .map_err(|detail| TorchFileError::InvalidView { detail })?;
-    let out_of_bounds = || TorchFileError::InvalidView {
-        detail: "element index past the end of the storage".to_string(),
-    };
     let mut out: Vec<T> = Vec::new();
     out.try_reserve_exact(layout.numel)
         .map_err(|_| TorchFileError::InvalidView {
@@ -404,6 +401,14 @@ pub(crate) fn gather_view<const N: usize, T: Copy + Default>(
     }
 }
 
+/// The error of an element index past the end of the storage (which the layout's checks rule
+/// out; every access is guarded all the same).
+fn out_of_bounds() -> TorchFileError {
+    TorchFileError::InvalidView {
+        detail: "element index past the end of the storage".to_string(),
+    }
+}
+
 /// The axis whose elements lie next to each other in the storage when it is not the last one
 /// (C order) and the last one's do not: a transposed view, such as prepare-data's tensors and
 /// NIfTI volumes, whose first spatial axis is contiguous (Fortran order).
@@ -430,9 +435,6 @@ fn gather_transposed<const N: usize, T: Copy + Default>(
     contiguous: usize,
     decode: impl Fn([u8; N]) -> T,
 ) -> Result<Vec<T>, TorchFileError> {
-    let out_of_bounds = || TorchFileError::InvalidView {
-        detail: "element index past the end of the storage".to_string(),
-    };
     let dims = &layout.dims;
     let last = dims.len() - 1;
     // The output's strides (C order).
