@@ -552,14 +552,8 @@ pub fn saved_file(actual: &Path, expected: &Path, relative: f64) {
             e.shape.clone(),
         )
     } else if what.ends_with(".nii.gz") {
-        use nifti::{IntoNdArray, NiftiObject};
         let read = |p: &Path| {
-            let v = nifti::ReaderOptions::new()
-                .read_file(p)
-                .unwrap()
-                .into_volume()
-                .into_ndarray::<f32>()
-                .unwrap();
+            let v = crate::harness::read_nifti_f32(p);
             (v.iter().copied().collect::<Vec<f32>>(), v.shape().to_vec())
         };
         let ((a, sa), (e, se)) = (read(actual), read(expected));

@@ -247,3 +247,14 @@ pub fn stand_in_engine(dir: &Path, body: &str) -> PathBuf {
     std::fs::set_permissions(&engine, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     engine
 }
+
+/// The volume of a NIfTI file as float32, read by the nifti crate (C order, `[X, Y, Z…]`).
+pub fn read_nifti_f32(path: &Path) -> ndarray::ArrayD<f32> {
+    use nifti::{IntoNdArray, NiftiObject};
+    nifti::ReaderOptions::new()
+        .read_file(path)
+        .unwrap()
+        .into_volume()
+        .into_ndarray::<f32>()
+        .unwrap()
+}

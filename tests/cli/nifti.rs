@@ -352,13 +352,7 @@ fn a_truncated_image_ends_the_run_with_its_name_and_no_results() {
 /// A NIfTI volume `[X, Y, Z]` read with the nifti crate (C order), padded with zeros (2 voxels
 /// before and 3 after on every axis), written to `to` as float32.
 fn pad_volume(from: &Path, to: &Path) {
-    use nifti::{IntoNdArray, NiftiObject};
-    let volume = nifti::ReaderOptions::new()
-        .read_file(from)
-        .unwrap()
-        .into_volume()
-        .into_ndarray::<f32>()
-        .unwrap();
+    let volume = crate::harness::read_nifti_f32(from);
     let shape = volume.shape().to_vec();
     let [x, y, z] = [shape[0], shape[1], shape[2]];
     let (px, py, pz) = (x + 5, y + 5, z + 5);
